@@ -1,6 +1,7 @@
 package kvsproto
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -55,7 +56,12 @@ func ParseChannelARN(s string) (ChannelARN, error) {
 		return a, invalid("ChannelARN", s, "has an invalid resource part"+example)
 	}
 	if err := ValidateChannelName(res[1]); err != nil {
-		return a, invalid("ChannelARN", s, "has an invalid channel name: "+err.(*ValidationError).Reason)
+		reason := err.Error()
+		var ve *ValidationError
+		if errors.As(err, &ve) {
+			reason = ve.Reason
+		}
+		return a, invalid("ChannelARN", s, "has an invalid channel name: "+reason)
 	}
 	ms, err := strconv.ParseInt(res[2], 10, 64)
 	if err != nil || ms < 0 || strings.Trim(res[2], "0123456789") != "" {

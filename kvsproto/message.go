@@ -62,7 +62,7 @@ func DecodeClientMessage(frame []byte) (ClientMessage, error) {
 	}
 	if err := json.Unmarshal(frame, &m); err != nil {
 		var m2 ClientMessage
-		return m2, fmt.Errorf("%w: %v", ErrMalformedMessage, err)
+		return m2, fmt.Errorf("%w: %w", ErrMalformedMessage, err)
 	}
 	return m, m.Validate()
 }
@@ -141,7 +141,7 @@ func DecodeEvent(frame []byte) (Event, error) {
 		return e, fmt.Errorf("%w: not a JSON object", ErrMalformedMessage)
 	}
 	if err := json.Unmarshal(frame, &e); err != nil {
-		return Event{}, fmt.Errorf("%w: %v", ErrMalformedMessage, err)
+		return Event{}, fmt.Errorf("%w: %w", ErrMalformedMessage, err)
 	}
 	return e, nil
 }

@@ -1,0 +1,125 @@
+package archtest
+
+import (
+	"encoding/json"
+	"io"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const mod = "github.com/kvsrtc/kvsrtc/"
+
+// allowed lists, per package (by path relative to the module; a trailing
+// "/..." also covers sub-packages), which of the module's packages it may
+// import directly. Packages not listed here may not exist: add a rule when
+// adding a package.
+var allowed = map[string][]string{
+	"kvsproto":          {},
+	"sigv4":             {"kvsproto"},
+	"control":           {"kvsproto", "sigv4"},
+	"signaling":         {"kvsproto", "sigv4"},
+	"rtc":               {"kvsproto"},
+	"media/...":         {"rtc", "kvsproto", "media/..."},
+	"viewer":            {"kvsproto", "sigv4", "control", "signaling", "rtc", "media/..."},
+	"master":            {"kvsproto", "sigv4", "control", "signaling", "rtc", "media/..."},
+	"emulator/...":      {"kvsproto", "sigv4", "emulator/..."},
+	"player/...":        {"kvsproto", "sigv4", "control", "viewer", "player/..."},
+	"doctor":            {"kvsproto", "sigv4", "control", "signaling", "rtc", "media/...", "viewer"},
+	"internal/cli":      {"*"},
+	"internal/archtest": {},
+	"cmd/kvsrtc":        {"internal/cli"},
+	"examples/...":      {"*"},
+}
+
+// thirdParty lists modules a package must not depend on at all (directly or
+// not), to keep the layers honest.
+var forbiddenDeps = map[string][]string{
+	"kvsproto":     {"."}, // stdlib only: any path with a dot in its first element
+	"sigv4":        {"."},
+	"signaling":    {"github.com/pion/"},
+	"emulator/...": {"github.com/pion/webrtc", "github.com/aws/aws-sdk-go-v2", mod + "control", mod + "signaling", mod + "rtc", mod + "viewer", mod + "master"},
+	"control":      {"github.com/pion/"},
+}
+
+func match(pattern, rel string) bool {
+	if p, ok := strings.CutSuffix(pattern, "/..."); ok {
+		return rel == p || strings.HasPrefix(rel, p+"/")
+	}
+	return pattern == rel
+}
+
+func rule(table map[string][]string, rel string) ([]string, bool) {
+	for p, v := range table {
+		if match(p, rel) {
+			return v, true
+		}
+	}
+	return nil, false
+}
+
+type pkg struct {
+	ImportPath string
+	Imports    []string
+	Deps       []string
+}
+
+func TestImportRules(t *testing.T) {
+	cmd := exec.Command("go", "list", "-e", "-json", "../../...")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	n := 0
+	for {
+		var p pkg
+		if err := dec.Decode(&p); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		n++
+		rel := strings.TrimPrefix(p.ImportPath, mod)
+		allow, ok := rule(allowed, rel)
+		if !ok {
+			t.Errorf("package %s has no import rule: add it to allowed in %s", rel, "internal/archtest/imports_test.go")
+			continue
+		}
+		for _, imp := range p.Imports {
+			if imp == mod+"internal/cli" && rel != "cmd/kvsrtc" {
+				t.Errorf("%s imports internal/cli: nothing but cmd/kvsrtc may", rel)
+			}
+			irel, ours := strings.CutPrefix(imp, mod)
+			if !ours || len(allow) == 1 && allow[0] == "*" {
+				continue
+			}
+			okImp := false
+			for _, a := range allow {
+				if match(a, irel) {
+					okImp = true
+				}
+			}
+			if !okImp {
+				t.Errorf("%s may not import %s (allowed: %v)", rel, irel, allow)
+			}
+		}
+		if bad, ok := rule(forbiddenDeps, rel); ok {
+			for _, d := range p.Deps {
+				for _, b := range bad {
+					if b == "." {
+						first, _, _ := strings.Cut(d, "/")
+						if strings.Contains(first, ".") && !strings.HasPrefix(d, mod) {
+							t.Errorf("%s must use the standard library only, but depends on %s", rel, d)
+						}
+					} else if strings.HasPrefix(d, b) {
+						t.Errorf("%s must not depend on %s (via %s)", rel, b, d)
+					}
+				}
+			}
+		}
+	}
+	if n < 3 {
+		t.Fatalf("go list found only %d packages", n)
+	}
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Installs what the kvsrtc tests need (Debian packages, pinned Go tools) and
+# runs every check and test. CI (.ci/run) runs exactly this script.
+#
+#   bash scripts/test.sh           # install missing tools, then all checks and tests
+#   FUZZTIME=30s bash scripts/test.sh   # longer fuzz pass (default 5s per target)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+GOLANGCI_VERSION=v2.15.0
+FUZZTIME=${FUZZTIME:-5s}
+export PATH="$(go env GOPATH)/bin:$PATH"
+
+step() { printf '\n=== %s\n' "$*"; }
+
+# --- install -----------------------------------------------------------------
+need_apt=()
+command -v aws >/dev/null 2>&1 || need_apt+=(awscli)
+command -v ffprobe >/dev/null 2>&1 || need_apt+=(ffmpeg)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  step "installing Debian packages: ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+if ! golangci-lint version 2>/dev/null | grep -q "${GOLANGCI_VERSION#v}"; then
+  step "installing golangci-lint $GOLANGCI_VERSION"
+  go install "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@${GOLANGCI_VERSION}"
+fi
+
+# --- static checks -----------------------------------------------------------
+step "gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then echo "gofmt would change:"; echo "$unformatted"; exit 1; fi
+step "go mod tidy -diff"
+go mod tidy -diff
+step "go vet"
+go vet ./...
+step "golangci-lint"
+golangci-lint run ./...
+step "build"
+go build -o /dev/null ./cmd/kvsrtc
+
+# --- tests -------------------------------------------------------------------
+step "go test -race"
+go test -race -count=1 -timeout 30m ./...
+
+step "fuzz ($FUZZTIME per target)"
+for pkg in $(go list ./...); do
+  dir=$(go list -f '{{.Dir}}' "$pkg")
+  for fz in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
+    echo "fuzz $pkg $fz"
+    go test -run='^$' -fuzz="^${fz}\$" -fuzztime="$FUZZTIME" "$pkg" >/tmp/kvsrtc-fuzz.log 2>&1 || { cat /tmp/kvsrtc-fuzz.log; exit 1; }
+  done
+done
+echo
+echo "all checks passed"

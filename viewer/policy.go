@@ -1,0 +1,206 @@
+package viewer
+
+import (
+	crand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/kvsrtc/kvsrtc/kvsproto"
+)
+
+// RetryPolicy is the viewer's failure budget for getting an SDP answer and
+// media: how long to wait for the answer, how many attempts, how long to
+// back off between them and how long the whole connect may take.
+type RetryPolicy struct {
+	// AnswerTimeout is how long one attempt waits for the master's SDP
+	// answer after sending the offer. 0 = 3 s.
+	AnswerTimeout time.Duration
+	// MediaTimeout is how long one attempt waits, after the answer, for the
+	// first complete video frame. 0 = 5 s.
+	MediaTimeout time.Duration
+	// MaxAttempts is the number of attempts (the first included). 0 = 5.
+	MaxAttempts int
+	// BackoffBase is the wait before the second attempt, doubling after
+	// that. 0 = 250 ms.
+	BackoffBase time.Duration
+	// BackoffCap bounds the doubling. 0 = 5 s.
+	BackoffCap time.Duration
+	// FullJitter draws each wait uniformly from [0, backoff) (AWS's "full
+	// jitter"), which spreads reconnect storms of many viewers.
+	FullJitter bool
+	// TotalBudget bounds the whole connect, all attempts and waits
+	// included. 0 = no bound beyond the attempts.
+	TotalBudget time.Duration
+}
+
+// DefaultRetryPolicy answers fast: the master normally answers within a few
+// hundred milliseconds, so 3 s without an answer means the offer was lost,
+// and a fresh attempt soon after is the quickest way to video.
+func DefaultRetryPolicy() RetryPolicy {
+	return RetryPolicy{
+		AnswerTimeout: 3 * time.Second,
+		MediaTimeout:  5 * time.Second,
+		MaxAttempts:   5,
+		BackoffBase:   250 * time.Millisecond,
+		BackoffCap:    5 * time.Second,
+		FullJitter:    true,
+		TotalBudget:   60 * time.Second,
+	}
+}
+
+// SeedRetryPolicy reproduces the viewer of the blog post kvsrtc started from:
+// wait 15 s for the answer, then tear down, wait 4 s and try exactly once
+// more.
+func SeedRetryPolicy() RetryPolicy {
+	return RetryPolicy{
+		AnswerTimeout: 15 * time.Second,
+		MediaTimeout:  15 * time.Second,
+		MaxAttempts:   2,
+		BackoffBase:   4 * time.Second,
+		BackoffCap:    4 * time.Second,
+		FullJitter:    false,
+	}
+}
+
+// ErrInvalidPolicy is matched by every RetryPolicy validation error.
+var ErrInvalidPolicy = errors.New("viewer: invalid retry policy")
+
+// withDefaults fills zero fields and validates the policy.
+func (p RetryPolicy) withDefaults() (RetryPolicy, error) {
+	d := DefaultRetryPolicy()
+	if p.AnswerTimeout == 0 {
+		p.AnswerTimeout = d.AnswerTimeout
+	}
+	if p.MediaTimeout == 0 {
+		p.MediaTimeout = d.MediaTimeout
+	}
+	if p.MaxAttempts == 0 {
+		p.MaxAttempts = d.MaxAttempts
+	}
+	if p.BackoffBase == 0 {
+		p.BackoffBase = d.BackoffBase
+	}
+	if p.BackoffCap == 0 {
+		p.BackoffCap = d.BackoffCap
+	}
+	switch {
+	case p.AnswerTimeout < 0 || p.MediaTimeout < 0 || p.BackoffBase < 0 || p.BackoffCap < 0 || p.TotalBudget < 0:
+		return p, fmt.Errorf("%w: durations must not be negative", ErrInvalidPolicy)
+	case p.MaxAttempts < 0:
+		return p, fmt.Errorf("%w: max attempts %d must be at least 1", ErrInvalidPolicy, p.MaxAttempts)
+	case p.BackoffCap < p.BackoffBase:
+		return p, fmt.Errorf("%w: backoff cap %v is below the backoff base %v", ErrInvalidPolicy, p.BackoffCap, p.BackoffBase)
+	}
+	return p, nil
+}
+
+// Backoff returns the wait before attempt n+1 after attempt n (n >= 1)
+// failed: BackoffBase·2^(n-1), capped at BackoffCap, and with FullJitter a
+// uniform draw from [0, that) using r (nil = a shared source).
+func (p RetryPolicy) Backoff(n int, r *rand.Rand) time.Duration {
+	if n < 1 {
+		n = 1
+	}
+	d := p.BackoffBase
+	for i := 1; i < n && d < p.BackoffCap; i++ {
+		d *= 2
+	}
+	d = min(d, p.BackoffCap)
+	if p.FullJitter && d > 0 {
+		if r != nil {
+			return time.Duration(r.Int64N(int64(d)))
+		}
+		return time.Duration(rand.Int64N(int64(d)))
+	}
+	return d
+}
+
+// ClientIDReuseWindow is how long a generated client id is never handed out
+// again: the service may still hold state for a client id for about a
+// minute after its connection closed.
+const ClientIDReuseWindow = 60 * time.Second
+
+// ClientIDs generates a fresh, valid viewer client id per attempt and
+// remembers the ones it handed out, so none is reused within
+// ClientIDReuseWindow. The zero value is ready to use.
+type ClientIDs struct {
+	// Prefix starts every id (validated: letters, digits, '-', '_', '.').
+	Prefix string
+	// Now is the clock (nil = time.Now).
+	Now func() time.Time
+
+	mu     sync.Mutex
+	issued map[string]time.Time
+}
+
+// Next returns a new client id: Prefix + 16 random hex digits (or, without a
+// prefix, "kvsrtc-" + 16 hex digits).
+func (c *ClientIDs) Next() (string, error) {
+	prefix := c.Prefix
+	if prefix == "" {
+		prefix = "kvsrtc-"
+	}
+	if err := kvsproto.ValidateClientID(prefix + "0"); err != nil {
+		return "", fmt.Errorf("client id prefix %q: %w", c.Prefix, err)
+	}
+	if len(prefix)+16 > kvsproto.MaxClientIDLen {
+		return "", fmt.Errorf("client id prefix %q is too long: at most %d characters", c.Prefix, kvsproto.MaxClientIDLen-16)
+	}
+	now := time.Now
+	if c.Now != nil {
+		now = c.Now
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := now()
+	for id, at := range c.issued {
+		if t.Sub(at) >= ClientIDReuseWindow {
+			delete(c.issued, id)
+		}
+	}
+	if c.issued == nil {
+		c.issued = make(map[string]time.Time)
+	}
+	for {
+		var b [8]byte
+		_, _ = crand.Read(b[:])
+		id := prefix + hex.EncodeToString(b[:])
+		if _, dup := c.issued[id]; dup {
+			continue
+		}
+		c.issued[id] = t
+		return id, nil
+	}
+}
+
+// Use records a caller-chosen client id. It returns an error if the id is
+// invalid or was used within ClientIDReuseWindow: reusing a client id that
+// quickly can leave the service routing answers to the previous connection.
+func (c *ClientIDs) Use(id string) error {
+	if err := kvsproto.ValidateClientID(id); err != nil {
+		return err
+	}
+	now := time.Now
+	if c.Now != nil {
+		now = c.Now
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := now()
+	if at, ok := c.issued[id]; ok && t.Sub(at) < ClientIDReuseWindow {
+		return fmt.Errorf("%w: client id %q was used %v ago; wait %v or let kvsrtc generate one", ErrClientIDReused, id, t.Sub(at).Round(time.Second), (ClientIDReuseWindow - t.Sub(at)).Round(time.Second))
+	}
+	if c.issued == nil {
+		c.issued = make(map[string]time.Time)
+	}
+	c.issued[id] = t
+	return nil
+}
+
+// ErrClientIDReused is returned by ClientIDs.Use for a client id used within
+// ClientIDReuseWindow.
+var ErrClientIDReused = errors.New("viewer: client id reused too soon")

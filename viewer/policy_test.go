@@ -1,0 +1,92 @@
+package viewer
+
+import (
+	"errors"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kvsrtc/kvsrtc/kvsproto"
+)
+
+func TestBackoff(t *testing.T) {
+	p := RetryPolicy{BackoffBase: 100 * time.Millisecond, BackoffCap: time.Second}
+	want := []time.Duration{100, 200, 400, 800, 1000, 1000}
+	for i, w := range want {
+		if got := p.Backoff(i+1, nil); got != w*time.Millisecond {
+			t.Errorf("Backoff(%d) = %v, want %v", i+1, got, w*time.Millisecond)
+		}
+	}
+	p.FullJitter = true
+	r := rand.New(rand.NewPCG(1, 2))
+	for n := 1; n < 10; n++ {
+		for range 100 {
+			d := p.Backoff(n, r)
+			if d < 0 || d >= time.Second {
+				t.Fatalf("jittered backoff %v out of [0, cap)", d)
+			}
+		}
+	}
+	seed := SeedRetryPolicy()
+	if seed.AnswerTimeout != 15*time.Second || seed.MaxAttempts != 2 || seed.Backoff(1, nil) != 4*time.Second {
+		t.Fatalf("seed policy = %+v", seed)
+	}
+}
+
+func TestPolicyDefaults(t *testing.T) {
+	p, err := RetryPolicy{}.withDefaults()
+	if err != nil || p != DefaultRetryPolicy() {
+		// TotalBudget and FullJitter are not filled from zero; compare the filled fields.
+		if err != nil || p.AnswerTimeout != 3*time.Second || p.MaxAttempts != 5 {
+			t.Fatalf("withDefaults = %+v, %v", p, err)
+		}
+	}
+	for _, bad := range []RetryPolicy{
+		{AnswerTimeout: -1},
+		{MaxAttempts: -2},
+		{BackoffBase: time.Second, BackoffCap: time.Millisecond},
+	} {
+		if _, err := bad.withDefaults(); !errors.Is(err, ErrInvalidPolicy) {
+			t.Errorf("withDefaults(%+v) = %v, want ErrInvalidPolicy", bad, err)
+		}
+	}
+}
+
+func TestClientIDs(t *testing.T) {
+	now := time.Unix(1700000000, 0)
+	ids := &ClientIDs{Prefix: "cam-lobby-", Now: func() time.Time { return now }}
+	seen := map[string]bool{}
+	for range 1000 {
+		id, err := ids.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(id, "cam-lobby-") || kvsproto.ValidateClientID(id) != nil || seen[id] {
+			t.Fatalf("bad or repeated id %q", id)
+		}
+		seen[id] = true
+	}
+	if err := ids.Use("fixed-1"); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(30 * time.Second)
+	if err := ids.Use("fixed-1"); !errors.Is(err, ErrClientIDReused) {
+		t.Fatalf("reuse after 30 s: %v", err)
+	}
+	now = now.Add(31 * time.Second)
+	if err := ids.Use("fixed-1"); err != nil {
+		t.Fatalf("reuse after 61 s: %v", err)
+	}
+	if err := ids.Use("AWS_x"); !errors.Is(err, kvsproto.ErrInvalid) {
+		t.Fatalf("AWS_ id: %v", err)
+	}
+	bad := &ClientIDs{Prefix: "has space"}
+	if _, err := bad.Next(); !errors.Is(err, kvsproto.ErrInvalid) || !strings.Contains(err.Error(), "' '") {
+		t.Fatalf("bad prefix: %v", err)
+	}
+	long := &ClientIDs{Prefix: strings.Repeat("a", 250)}
+	if _, err := long.Next(); err == nil {
+		t.Fatal("too long prefix accepted")
+	}
+}
