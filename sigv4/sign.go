@@ -191,11 +191,13 @@ func isHex(c byte) bool {
 // r.URL.Host when r.Host is empty. body must be the exact bytes that will be
 // sent; SignRequest does not touch r.Body.
 func SignRequest(r *http.Request, body []byte, creds Credentials, region string, now time.Time) error {
-	_, err := signRequest(r, body, creds, region, now)
+	_, err := signRequest(r, hashHex(body), creds, region, now)
 	return err
 }
 
-func signRequest(r *http.Request, body []byte, creds Credentials, region string, now time.Time) (string, error) {
+// signRequest signs r with the given payload hash (hex sha256 or UNSIGNED-PAYLOAD)
+// and returns the canonical request.
+func signRequest(r *http.Request, payload string, creds Credentials, region string, now time.Time) (string, error) {
 	if r == nil || r.URL == nil {
 		return "", inputErr("request or its URL is nil")
 	}
@@ -219,7 +221,6 @@ func signRequest(r *http.Request, body []byte, creds Credentials, region string,
 	t := now.UTC().Truncate(time.Second)
 	amzDate := t.Format(AmzDateFormat)
 	scope := credentialScope(t, region, ServiceName)
-	payload := hashHex(body)
 
 	r.Header.Del("Authorization")
 	r.Header.Set("X-Amz-Date", amzDate)
@@ -244,11 +245,12 @@ func signRequest(r *http.Request, body []byte, creds Credentials, region string,
 		ch.WriteString(k + ":" + canonicalHeaderValue(hdrs[k]) + "\n")
 	}
 	signed := strings.Join(names, ";")
-	cr := r.Method + "\n" + canonicalURIDouble(r.URL.EscapedPath()) + "\n" + canonicalQuery(qs) + "\n" +
-		ch.String() + "\n" + signed + "\n" + payload
-	if r.Method == "" {
-		cr = "GET" + cr
+	method := r.Method
+	if method == "" {
+		method = http.MethodGet
 	}
+	cr := method + "\n" + canonicalURIDouble(r.URL.EscapedPath()) + "\n" + canonicalQuery(qs) + "\n" +
+		ch.String() + "\n" + signed + "\n" + payload
 	sts := stringToSign(amzDate, scope, cr)
 	sig := signature(creds.SecretAccessKey, t.Format(scopeDateFormat), region, ServiceName, sts)
 	r.Header.Set("Authorization", Algorithm+" Credential="+creds.AccessKeyID+"/"+scope+
