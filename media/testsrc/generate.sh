@@ -17,7 +17,7 @@ FPS=30
 SIZE=640x360
 
 # Moving colour pattern with a burnt-in running clock and frame counter.
-VIDEO="testsrc2=size=${SIZE}:rate=${FPS}:duration=${SECONDS_LONG},drawbox=x=0:y=0:w=iw:h=56:color=black@0.6:t=fill,drawtext=fontfile=${FONT}:fontsize=34:fontcolor=white:x=16:y=12:text='kvsrtc %{pts\:hms}  frame %{eif\:n\:d\:4}'"
+VIDEO="testsrc2=size=${SIZE}:rate=${FPS}:duration=${SECONDS_LONG},drawbox=x=0:y=0:w=iw:h=56:color=black@0.6:t=fill,drawtext=fontfile=${FONT}:fontsize=28:fontcolor=white:x=(w-tw)/2:y=14:text='kvsrtc %{pts\:hms}  frame %{eif\:n\:d\:4}'"
 
 # H.264 constrained baseline (profile_idc 66 + constraint_set1), level 3.1,
 # Annex-B, one slice per frame, keyframe every 30 frames (1 s) with SPS/PPS

@@ -1,0 +1,97 @@
+package cli
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"flag"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/kvsrtc/kvsrtc/control"
+)
+
+// awsFlags are the flags of every command that talks to KVS.
+type awsFlags struct {
+	region      string
+	endpointURL string
+	stun        string
+}
+
+func (a *awsFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&a.region, "region", "", "AWS region (default: AWS_REGION or the profile's region)")
+	fs.StringVar(&a.endpointURL, "endpoint-url", "", "control-plane endpoint (default: AWS_ENDPOINT_URL_KINESIS_VIDEO, else AWS)")
+	fs.StringVar(&a.stun, "stun", "", `STUN server URL; "-" for none (default: stun:stun.kinesisvideo.REGION.amazonaws.com:443 on AWS, none on other endpoints)`)
+}
+
+// httpClient returns an HTTP client that trusts AWS_CA_BUNDLE in addition to
+// the system roots, for the WebSocket handshake (the AWS SDK reads the
+// variable itself). Nil when the variable is unset.
+func httpClient(env *Env) (*http.Client, error) {
+	path := env.Getenv("AWS_CA_BUNDLE")
+	if path == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("AWS_CA_BUNDLE: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("AWS_CA_BUNDLE %s holds no PEM certificate", path)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}, nil
+}
+
+// isAWSEndpoint reports whether u is an AWS-operated endpoint.
+func isAWSEndpoint(u string) bool {
+	if u == "" {
+		return true
+	}
+	p, err := url.Parse(u)
+	if err != nil {
+		return false
+	}
+	h := p.Hostname()
+	return strings.HasSuffix(h, ".amazonaws.com") || strings.HasSuffix(h, ".amazonaws.com.cn") || strings.HasSuffix(h, ".api.aws")
+}
+
+// control builds the control-plane client from the flags and environment.
+func (a *awsFlags) control(ctx context.Context, env *Env, cfg control.Config) (*control.Client, *http.Client, error) {
+	hc, err := httpClient(env)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.Region = a.region
+	cfg.EndpointURL = a.endpointURL
+	cfg.HTTPClient = hc
+	endpoint := a.endpointURL
+	if endpoint == "" {
+		endpoint = env.Getenv("AWS_ENDPOINT_URL_KINESIS_VIDEO")
+	}
+	if endpoint == "" {
+		endpoint = env.Getenv("AWS_ENDPOINT_URL")
+	}
+	switch {
+	case a.stun != "":
+		cfg.STUNURL = a.stun
+	case !isAWSEndpoint(endpoint):
+		// The KVS STUN convention names an AWS host; a local or private
+		// endpoint has its own TURN servers (which also answer STUN).
+		cfg.STUNURL = control.STUNNone
+	}
+	c, err := control.New(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, hc, nil
+}

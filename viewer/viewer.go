@@ -1,0 +1,421 @@
+package viewer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/kvsrtc/kvsrtc/control"
+	"github.com/kvsrtc/kvsrtc/kvsproto"
+	"github.com/kvsrtc/kvsrtc/media"
+	"github.com/kvsrtc/kvsrtc/rtc"
+	"github.com/kvsrtc/kvsrtc/signaling"
+)
+
+// Config configures a viewer Session. Channel and Control are required;
+// every other zero value works.
+type Config struct {
+	// Channel is the signaling channel's name or ARN.
+	Channel string
+	// Control is the control-plane client (credentials, region, endpoint).
+	Control *control.Client
+	// ICECache shares ICE server configurations between sessions. Nil: the
+	// session keeps its own.
+	ICECache *control.ICECache
+
+	// ClientID is the client id of the first attempt; later attempts get
+	// fresh ids (an id is never reused within ClientIDReuseWindow). Empty:
+	// generated from ClientIDPrefix.
+	ClientID string
+	// ClientIDPrefix starts every generated client id ("" = "kvsrtc-").
+	ClientIDPrefix string
+
+	// Retry is the answer timeout and retry policy. Zero fields take
+	// DefaultRetryPolicy's values; SeedRetryPolicy reproduces the blog
+	// post's viewer.
+	Retry RetryPolicy
+	// WaitForSlot makes a full channel (viewer limit reached) a retryable
+	// condition instead of an immediate failure.
+	WaitForSlot bool
+
+	// Audio also asks for the master's audio.
+	Audio bool
+	// VideoCodecs are the video codecs to offer, in order of preference
+	// ("H264", "VP8"); nil offers both, H.264 first.
+	VideoCodecs []string
+	// ForceRelay uses TURN relay candidates only (ICE transport policy
+	// "relay").
+	ForceRelay bool
+	// LoopbackOnly gathers only loopback ICE candidates (tests, demo).
+	LoopbackOnly bool
+
+	// Sinks receive every video (and audio) frame. They are shared by all
+	// attempts of the session, so a recording spans reconnects.
+	Sinks []media.Sink
+	// Duration stops the session after streaming this long. 0: until the
+	// context ends.
+	Duration time.Duration
+	// StallTimeout is how long streaming may go without a video frame
+	// before the session reconnects. 0: 5 s.
+	StallTimeout time.Duration
+	// ICERestartTimeout is how long an ICE restart may take before the
+	// session reconnects from scratch. 0: AnswerTimeout + 5 s.
+	ICERestartTimeout time.Duration
+	// DisconnectedGrace is how long ICE may stay "disconnected" before the
+	// session restarts ICE. 0: 3 s.
+	DisconnectedGrace time.Duration
+	// MaxRecoveries bounds full reconnects after media has flowed. 0: no
+	// bound (recover until the context ends); -1: never recover.
+	MaxRecoveries int
+
+	// PingInterval is the signaling keepalive interval (0: 10 s).
+	PingInterval time.Duration
+	// HTTPClient is used for the signaling WebSocket handshake (TLS roots).
+	// Nil: http.DefaultClient.
+	HTTPClient *http.Client
+
+	// OnEvent is called on every state change, from Run's goroutine; it must
+	// not block.
+	OnEvent func(Event)
+	// Logger receives the session's logs (nil: discard).
+	Logger *slog.Logger
+
+	// rand is the jitter source (tests); nil = shared.
+	rand *rand.Rand
+}
+
+// Summary is what a session did, for reports (kvsrtc view --json).
+type Summary struct {
+	Result           string        `json:"result"` // "streamed", "failed", "stopped"
+	Attempts         int           `json:"attempts"`
+	Recoveries       int           `json:"recoveries"`
+	TimeToFirstFrame time.Duration `json:"-"`
+	TimeToFirstMS    float64       `json:"timeToFirstFrameMs,omitempty"`
+	Frames           int64         `json:"frames"`
+	Keyframes        int64         `json:"keyframes"`
+	Bytes            int64         `json:"bytes"`
+	AudioFrames      int64         `json:"audioFrames,omitempty"`
+	Codec            string        `json:"codec,omitempty"`
+	Width            int           `json:"width,omitempty"`
+	Height           int           `json:"height,omitempty"`
+	ChannelARN       string        `json:"channelArn,omitempty"`
+	Cause            Cause         `json:"cause,omitempty"`
+	Error            string        `json:"error,omitempty"`
+}
+
+// Session is one viewer's connection to a channel, across attempts.
+type Session struct {
+	cfg   Config
+	log   *slog.Logger
+	api   *webrtc.API
+	ids   *ClientIDs
+	ice   *control.ICECache
+	video *media.Stats
+	audio *media.Stats
+
+	mu      sync.Mutex
+	summary Summary
+	state   State
+	ran     bool
+	start   time.Time
+}
+
+// New validates cfg and returns a session ready to Run.
+func New(cfg Config) (*Session, error) {
+	if cfg.Control == nil {
+		return nil, fmt.Errorf("%w: Config.Control is required", ErrInvalidConfig)
+	}
+	if strings.TrimSpace(cfg.Channel) == "" {
+		return nil, fmt.Errorf("%w: a channel name or ARN is required (--channel)", ErrInvalidConfig)
+	}
+	if strings.HasPrefix(cfg.Channel, "arn:") {
+		if _, err := kvsproto.ParseChannelARN(cfg.Channel); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		}
+	} else if err := kvsproto.ValidateChannelName(cfg.Channel); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	p, err := cfg.Retry.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	cfg.Retry = p
+	if cfg.StallTimeout == 0 {
+		cfg.StallTimeout = 5 * time.Second
+	}
+	if cfg.ICERestartTimeout == 0 {
+		cfg.ICERestartTimeout = cfg.Retry.AnswerTimeout + 5*time.Second
+	}
+	if cfg.DisconnectedGrace == 0 {
+		cfg.DisconnectedGrace = 3 * time.Second
+	}
+	if cfg.Duration < 0 || cfg.StallTimeout < 0 || cfg.ICERestartTimeout < 0 || cfg.DisconnectedGrace < 0 {
+		return nil, fmt.Errorf("%w: durations must not be negative", ErrInvalidConfig)
+	}
+	ids := &ClientIDs{Prefix: cfg.ClientIDPrefix, Now: cfg.Control.Now}
+	if cfg.ClientID != "" {
+		if err := ids.Use(cfg.ClientID); err != nil {
+			return nil, &SessionError{Stage: "config", Cause: CauseClientID, Err: err}
+		}
+	} else if _, err := ids.Next(); err != nil { // validates the prefix
+		return nil, &SessionError{Stage: "config", Cause: CauseClientID, Err: err}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	api, err := rtc.NewAPI(rtc.Config{LoopbackOnly: cfg.LoopbackOnly, Logger: log, VideoCodecs: cfg.VideoCodecs, Audio: cfg.Audio})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	ice := cfg.ICECache
+	if ice == nil {
+		ice = control.NewICECache(cfg.Control)
+	}
+	return &Session{
+		cfg: cfg, log: log.With("component", "viewer"), api: api, ids: ids, ice: ice,
+		video: media.NewStats(0), audio: media.NewStats(0),
+	}, nil
+}
+
+// ErrInvalidConfig is matched by configuration errors from New.
+var ErrInvalidConfig = errors.New("viewer: invalid config")
+
+// Stats returns the video statistics of the session so far (all attempts).
+func (s *Session) Stats() media.StatsSnapshot { return s.video.Snapshot() }
+
+// State returns the current state.
+func (s *Session) State() State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state
+}
+
+// Summary returns what the session did so far (complete after Run returns).
+func (s *Session) Summary() Summary {
+	s.mu.Lock()
+	sum := s.summary
+	s.mu.Unlock()
+	v := s.video.Snapshot()
+	sum.Frames, sum.Keyframes, sum.Bytes = v.Frames, v.Keyframes, v.Bytes
+	sum.Codec = string(v.Codec)
+	sum.Width, sum.Height = v.Width, v.Height
+	sum.AudioFrames = s.audio.Snapshot().Frames
+	if sum.TimeToFirstFrame > 0 {
+		sum.TimeToFirstMS = float64(sum.TimeToFirstFrame.Microseconds()) / 1000
+	}
+	return sum
+}
+
+func (s *Session) emit(e Event) {
+	e.Time = time.Now()
+	s.mu.Lock()
+	s.state = e.State
+	if e.TimeToFirstFrame > 0 && s.summary.TimeToFirstFrame == 0 {
+		s.summary.TimeToFirstFrame = e.TimeToFirstFrame
+	}
+	s.mu.Unlock()
+	lvl := slog.LevelInfo
+	if e.State == StateFailed || e.State == StateReconnecting {
+		lvl = slog.LevelWarn
+	}
+	s.log.Log(context.Background(), lvl, "state", "state", e.State, "attempt", e.Attempt, "clientId", e.ClientID, "cause", e.Cause, "detail", e.Detail)
+	if s.cfg.OnEvent != nil {
+		s.cfg.OnEvent(e)
+	}
+}
+
+// Run connects and streams until the context ends, Duration has streamed,
+// or the session gives up (a *SessionError). It returns only after every
+// goroutine, socket and peer connection of the session is gone. A session
+// runs once.
+func (s *Session) Run(ctx context.Context) (err error) {
+	s.mu.Lock()
+	if s.ran {
+		s.mu.Unlock()
+		return errors.New("viewer: Run called twice")
+	}
+	s.ran = true
+	s.start = time.Now()
+	s.mu.Unlock()
+
+	defer func() {
+		s.mu.Lock()
+		switch {
+		case err != nil:
+			s.summary.Result = "failed"
+			s.summary.Error = err.Error()
+			var se *SessionError
+			if errors.As(err, &se) {
+				s.summary.Cause = se.Cause
+			}
+		case s.video.Snapshot().Frames > 0:
+			s.summary.Result = "streamed"
+		default:
+			s.summary.Result = "stopped"
+		}
+		s.mu.Unlock()
+		if err != nil {
+			var se *SessionError
+			ev := Event{State: StateFailed, Err: err, Detail: err.Error()}
+			if errors.As(err, &se) {
+				ev.Cause, ev.Attempt, ev.Detail = se.Cause, se.Attempts, se.Diagnosis()
+			}
+			s.emit(ev)
+		} else {
+			s.emit(Event{State: StateStopped})
+		}
+	}()
+
+	s.emit(Event{State: StateConnecting, Attempt: 1, Detail: "resolving channel " + s.cfg.Channel})
+	ch, err := s.cfg.Control.ResolveChannel(ctx, s.cfg.Channel)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		cause, _ := classify(err)
+		return &SessionError{Stage: "control", Cause: cause, Attempts: 1, Err: err}
+	}
+	s.mu.Lock()
+	s.summary.ChannelARN = ch.ARN
+	s.mu.Unlock()
+
+	var (
+		budgetEnd    time.Time
+		attempt      = 0 // attempts in the current connect cycle
+		streamedOnce bool
+		recoveries   int
+		nextCause    = CauseNone
+		endpoints    control.Endpoints
+		haveEP       bool
+	)
+	if s.cfg.Retry.TotalBudget > 0 {
+		budgetEnd = time.Now().Add(s.cfg.Retry.TotalBudget)
+	}
+	for {
+		attempt++
+		s.mu.Lock()
+		s.summary.Attempts++
+		total := s.summary.Attempts
+		s.mu.Unlock()
+		if attempt > 1 {
+			wait := s.cfg.Retry.Backoff(attempt-1, s.cfg.rand)
+			if !budgetEnd.IsZero() && time.Now().Add(wait).After(budgetEnd) {
+				return &SessionError{Stage: "connect", Cause: nextCause, Attempts: total - 1, Err: ErrBudget}
+			}
+			s.emit(Event{State: StateReconnecting, Attempt: attempt, Cause: nextCause, Detail: fmt.Sprintf("attempt %d in %v", attempt, wait.Round(time.Millisecond))})
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
+		}
+		if !haveEP {
+			endpoints, err = s.cfg.Control.Endpoints(ctx, ch.ARN, kvsproto.RoleViewer)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				cause, fatal := classify(err)
+				if fatal || attempt >= s.cfg.Retry.MaxAttempts {
+					return &SessionError{Stage: "control", Cause: cause, Attempts: total, Err: err}
+				}
+				nextCause = cause
+				continue
+			}
+			haveEP = true
+		}
+		clientID := s.cfg.ClientID
+		if total > 1 || clientID == "" {
+			if clientID, err = s.ids.Next(); err != nil {
+				return &SessionError{Stage: "config", Cause: CauseClientID, Attempts: total, Err: err}
+			}
+		}
+		a := &attemptRun{s: s, n: attempt, clientID: clientID, ch: ch, ep: endpoints}
+		res := a.run(ctx)
+		if res.streamed {
+			streamedOnce = true
+		}
+		if res.err == nil {
+			return nil // context ended or Duration streamed
+		}
+		cause, fatal := res.cause, res.fatal
+		if cause == CauseChannelFull && s.cfg.WaitForSlot {
+			fatal = false
+		}
+		if errors.Is(res.err, signaling.ErrNotFound) {
+			haveEP = false // endpoints may be stale
+		}
+		if cause == CauseICEExpired || cause == CauseNetworkChange {
+			s.ice.Invalidate(ch.ARN)
+		}
+		if fatal {
+			return &SessionError{Stage: res.stage, Cause: cause, Attempts: total, Err: res.err}
+		}
+		if res.streamed {
+			// Media flowed in this attempt: a new connect cycle with a fresh budget.
+			if s.cfg.MaxRecoveries < 0 || (s.cfg.MaxRecoveries > 0 && recoveries >= s.cfg.MaxRecoveries) {
+				return &SessionError{Stage: res.stage, Cause: cause, Attempts: total, Err: res.err}
+			}
+			recoveries++
+			s.mu.Lock()
+			s.summary.Recoveries = recoveries
+			s.mu.Unlock()
+			attempt = 0
+			if s.cfg.Retry.TotalBudget > 0 {
+				budgetEnd = time.Now().Add(s.cfg.Retry.TotalBudget)
+			}
+			nextCause = cause
+			continue
+		}
+		if attempt >= s.cfg.Retry.MaxAttempts {
+			err := res.err
+			if !errors.Is(err, ErrAnswerTimeout) && !errors.Is(err, ErrNoMedia) {
+				err = fmt.Errorf("%w: %w", ErrGaveUp, err)
+			}
+			_ = streamedOnce
+			return &SessionError{Stage: res.stage, Cause: cause, Attempts: total, Err: err}
+		}
+		nextCause = cause
+	}
+}
+
+// classify maps an error to a cause, and says whether retrying cannot fix it.
+func classify(err error) (Cause, bool) {
+	switch {
+	case errors.Is(err, ErrAnswerTimeout):
+		return CauseNoAnswer, false
+	case errors.Is(err, ErrNoMedia):
+		return CauseNoMedia, false
+	case errors.Is(err, control.ErrClockSkew):
+		return CauseClockSkew, true
+	case errors.Is(err, control.ErrAccessDenied), errors.Is(err, signaling.ErrForbidden),
+		errors.Is(err, control.ErrMissingCredentials):
+		return CauseCredentials, true
+	case errors.Is(err, control.ErrMissingRegion):
+		return CauseConfig, true
+	case errors.Is(err, control.ErrChannelNotFound), errors.Is(err, control.ErrChannelDeleting),
+		errors.Is(err, signaling.ErrNotFound):
+		return CauseChannelNotFound, true
+	case errors.Is(err, signaling.ErrChannelFull):
+		return CauseChannelFull, true
+	case errors.Is(err, control.ErrThrottled), errors.Is(err, signaling.ErrThrottled):
+		return CauseThrottled, false
+	case errors.Is(err, kvsproto.ErrInvalid), errors.Is(err, signaling.ErrBadRequest):
+		return CauseClientID, true
+	case errors.Is(err, control.ErrInvalidArgument):
+		return CauseConfig, true
+	}
+	return CauseSignalingLost, false
+}
