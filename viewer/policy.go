@@ -17,7 +17,7 @@ import (
 // back off between them and how long the whole connect may take.
 type RetryPolicy struct {
 	// AnswerTimeout is how long one attempt waits for the master's SDP
-	// answer after sending the offer. 0 = 3 s.
+	// answer after sending the offer. 0 = 2.5 s.
 	AnswerTimeout time.Duration
 	// MediaTimeout is how long one attempt waits, after the answer, for the
 	// first complete video frame. 0 = 5 s.
@@ -42,10 +42,10 @@ type RetryPolicy struct {
 // and a fresh attempt soon after is the quickest way to video.
 func DefaultRetryPolicy() RetryPolicy {
 	return RetryPolicy{
-		AnswerTimeout: 3 * time.Second,
+		AnswerTimeout: 2500 * time.Millisecond,
 		MediaTimeout:  5 * time.Second,
 		MaxAttempts:   5,
-		BackoffBase:   250 * time.Millisecond,
+		BackoffBase:   200 * time.Millisecond,
 		BackoffCap:    5 * time.Second,
 		FullJitter:    true,
 		TotalBudget:   60 * time.Second,

@@ -26,7 +26,7 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if os.Getenv("KVSRTC_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -39,7 +39,7 @@ type env struct {
 	ctl *control.Client
 }
 
-func newEnv(t *testing.T, cfg emulator.Config) *env {
+func newEnv(t testing.TB, cfg emulator.Config) *env {
 	t.Helper()
 	ctx := t.Context()
 	cfg.Channels = append(cfg.Channels, "cam")
@@ -52,7 +52,7 @@ func newEnv(t *testing.T, cfg emulator.Config) *env {
 	return &env{srv: srv, ctl: newControl(t, srv, srv.Credentials().SecretAccessKey)}
 }
 
-func newControl(t *testing.T, srv *emulator.Server, secret string) *control.Client {
+func newControl(t testing.TB, srv *emulator.Server, secret string) *control.Client {
 	t.Helper()
 	c := srv.Credentials()
 	ctl, err := control.New(t.Context(), control.Config{
@@ -68,7 +68,7 @@ func newControl(t *testing.T, srv *emulator.Server, secret string) *control.Clie
 }
 
 // startMaster runs a master with the H.264 test pattern on channel.
-func (e *env) startMaster(t *testing.T, channel string) {
+func (e *env) startMaster(t testing.TB, channel string) {
 	t.Helper()
 	src, err := media.NewTestSource(rtc.CodecH264, media.SourceConfig{})
 	if err != nil {
