@@ -29,11 +29,12 @@ type RetryPolicy struct {
 	BackoffBase time.Duration
 	// BackoffCap bounds the doubling. 0 = 5 s.
 	BackoffCap time.Duration
-	// FullJitter draws each wait uniformly from [0, backoff) (AWS's "full
-	// jitter"), which spreads reconnect storms of many viewers.
-	FullJitter bool
+	// NoJitter waits exactly the backoff. By default each wait is drawn
+	// uniformly from [0, backoff) (AWS's "full jitter"), which spreads the
+	// reconnects of many viewers.
+	NoJitter bool
 	// TotalBudget bounds the whole connect, all attempts and waits
-	// included. 0 = no bound beyond the attempts.
+	// included. 0 = 60 s; negative = no bound beyond the attempts.
 	TotalBudget time.Duration
 }
 
@@ -47,7 +48,6 @@ func DefaultRetryPolicy() RetryPolicy {
 		MaxAttempts:   5,
 		BackoffBase:   200 * time.Millisecond,
 		BackoffCap:    5 * time.Second,
-		FullJitter:    true,
 		TotalBudget:   60 * time.Second,
 	}
 }
@@ -62,7 +62,8 @@ func SeedRetryPolicy() RetryPolicy {
 		MaxAttempts:   2,
 		BackoffBase:   4 * time.Second,
 		BackoffCap:    4 * time.Second,
-		FullJitter:    false,
+		NoJitter:      true,
+		TotalBudget:   -1,
 	}
 }
 
@@ -87,8 +88,11 @@ func (p RetryPolicy) withDefaults() (RetryPolicy, error) {
 	if p.BackoffCap == 0 {
 		p.BackoffCap = d.BackoffCap
 	}
+	if p.TotalBudget == 0 {
+		p.TotalBudget = d.TotalBudget
+	}
 	switch {
-	case p.AnswerTimeout < 0 || p.MediaTimeout < 0 || p.BackoffBase < 0 || p.BackoffCap < 0 || p.TotalBudget < 0:
+	case p.AnswerTimeout < 0 || p.MediaTimeout < 0 || p.BackoffBase < 0 || p.BackoffCap < 0:
 		return p, fmt.Errorf("%w: durations must not be negative", ErrInvalidPolicy)
 	case p.MaxAttempts < 0:
 		return p, fmt.Errorf("%w: max attempts %d must be at least 1", ErrInvalidPolicy, p.MaxAttempts)
@@ -99,7 +103,7 @@ func (p RetryPolicy) withDefaults() (RetryPolicy, error) {
 }
 
 // Backoff returns the wait before attempt n+1 after attempt n (n >= 1)
-// failed: BackoffBase·2^(n-1), capped at BackoffCap, and with FullJitter a
+// failed: BackoffBase·2^(n-1), capped at BackoffCap, and unless NoJitter a
 // uniform draw from [0, that) using r (nil = a shared source).
 func (p RetryPolicy) Backoff(n int, r *rand.Rand) time.Duration {
 	if n < 1 {
@@ -110,7 +114,7 @@ func (p RetryPolicy) Backoff(n int, r *rand.Rand) time.Duration {
 		d *= 2
 	}
 	d = min(d, p.BackoffCap)
-	if p.FullJitter && d > 0 {
+	if !p.NoJitter && d > 0 {
 		if r != nil {
 			return time.Duration(r.Int64N(int64(d)))
 		}

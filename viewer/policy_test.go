@@ -11,14 +11,14 @@ import (
 )
 
 func TestBackoff(t *testing.T) {
-	p := RetryPolicy{BackoffBase: 100 * time.Millisecond, BackoffCap: time.Second}
+	p := RetryPolicy{BackoffBase: 100 * time.Millisecond, BackoffCap: time.Second, NoJitter: true}
 	want := []time.Duration{100, 200, 400, 800, 1000, 1000}
 	for i, w := range want {
 		if got := p.Backoff(i+1, nil); got != w*time.Millisecond {
 			t.Errorf("Backoff(%d) = %v, want %v", i+1, got, w*time.Millisecond)
 		}
 	}
-	p.FullJitter = true
+	p.NoJitter = false
 	r := rand.New(rand.NewPCG(1, 2))
 	for n := 1; n < 10; n++ {
 		for range 100 {
@@ -37,10 +37,10 @@ func TestBackoff(t *testing.T) {
 func TestPolicyDefaults(t *testing.T) {
 	p, err := RetryPolicy{}.withDefaults()
 	if err != nil || p != DefaultRetryPolicy() {
-		// TotalBudget and FullJitter are not filled from zero; compare the filled fields.
-		if err != nil || p.AnswerTimeout != 3*time.Second || p.MaxAttempts != 5 {
-			t.Fatalf("withDefaults = %+v, %v", p, err)
-		}
+		t.Fatalf("withDefaults = %+v, %v; want DefaultRetryPolicy %+v", p, err, DefaultRetryPolicy())
+	}
+	if p, _ := SeedRetryPolicy().withDefaults(); p != SeedRetryPolicy() {
+		t.Fatalf("the seed policy changes under withDefaults: %+v", p)
 	}
 	for _, bad := range []RetryPolicy{
 		{AnswerTimeout: -1},

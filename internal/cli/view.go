@@ -100,9 +100,6 @@ func (f *viewFlags) run(ctx context.Context, env *Env) error {
 	policy := viewer.RetryPolicy{}
 	if f.seed {
 		policy = viewer.SeedRetryPolicy()
-	} else {
-		policy.FullJitter = true
-		policy.TotalBudget = 60 * time.Second
 	}
 	if f.answerTO != 0 {
 		policy.AnswerTimeout = f.answerTO
