@@ -15,7 +15,9 @@ const LevelTrace = slog.LevelDebug - 4
 // NewLoggerFactory returns a pion logging.LoggerFactory that writes to l.
 // Each pion scope (for example "ice", "dtls", "pc") becomes the "component"
 // attribute; pion's Trace/Debug/Info/Warn/Error map to [LevelTrace],
-// slog.LevelDebug, slog.LevelInfo, slog.LevelWarn and slog.LevelError. A nil
+// [LevelTrace], slog.LevelDebug, slog.LevelInfo and slog.LevelError: pion's
+// warnings are mostly routine (a socket closed during teardown, a candidate
+// that did not resolve), so they are one level quieter than kvsrtc's own. A nil
 // logger discards everything. Messages are only formatted when the handler is
 // enabled for their level.
 func NewLoggerFactory(l *slog.Logger) logging.LoggerFactory {
@@ -47,11 +49,11 @@ func (p *leveledLogger) logf(level slog.Level, format string, args ...any) {
 
 func (p *leveledLogger) Trace(msg string)                  { p.log(LevelTrace, msg) }
 func (p *leveledLogger) Tracef(format string, args ...any) { p.logf(LevelTrace, format, args...) }
-func (p *leveledLogger) Debug(msg string)                  { p.log(slog.LevelDebug, msg) }
-func (p *leveledLogger) Debugf(format string, args ...any) { p.logf(slog.LevelDebug, format, args...) }
-func (p *leveledLogger) Info(msg string)                   { p.log(slog.LevelInfo, msg) }
-func (p *leveledLogger) Infof(format string, args ...any)  { p.logf(slog.LevelInfo, format, args...) }
-func (p *leveledLogger) Warn(msg string)                   { p.log(slog.LevelWarn, msg) }
-func (p *leveledLogger) Warnf(format string, args ...any)  { p.logf(slog.LevelWarn, format, args...) }
+func (p *leveledLogger) Debug(msg string)                  { p.log(LevelTrace, msg) }
+func (p *leveledLogger) Debugf(format string, args ...any) { p.logf(LevelTrace, format, args...) }
+func (p *leveledLogger) Info(msg string)                   { p.log(slog.LevelDebug, msg) }
+func (p *leveledLogger) Infof(format string, args ...any)  { p.logf(slog.LevelDebug, format, args...) }
+func (p *leveledLogger) Warn(msg string)                   { p.log(slog.LevelInfo, msg) }
+func (p *leveledLogger) Warnf(format string, args ...any)  { p.logf(slog.LevelInfo, format, args...) }
 func (p *leveledLogger) Error(msg string)                  { p.log(slog.LevelError, msg) }
 func (p *leveledLogger) Errorf(format string, args ...any) { p.logf(slog.LevelError, format, args...) }

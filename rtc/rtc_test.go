@@ -143,13 +143,13 @@ func TestLoggerFactory(t *testing.T) {
 	pl.Warn("warn")
 	pl.Errorf("error %s", "x")
 	out := buf.String()
-	for _, want := range []string{"level=INFO msg=\"info 2\" component=ice", "level=WARN msg=warn component=ice",
-		"level=ERROR msg=\"error x\" component=ice"} {
+	// pion's levels are one step quieter: its warnings are kvsrtc's info.
+	for _, want := range []string{"level=INFO msg=warn component=ice", "level=ERROR msg=\"error x\" component=ice"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %q:\n%s", want, out)
 		}
 	}
-	if strings.Contains(out, "trace") || strings.Contains(out, "debug") {
+	if strings.Contains(out, "trace") || strings.Contains(out, "debug") || strings.Contains(out, "info 2") {
 		t.Errorf("disabled levels were logged:\n%s", out)
 	}
 	// nil logger discards without panicking.

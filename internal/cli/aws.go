@@ -73,7 +73,8 @@ func (a *awsFlags) control(ctx context.Context, env *Env, cfg control.Config) (*
 	}
 	cfg.Region = a.region
 	cfg.EndpointURL = a.endpointURL
-	cfg.HTTPClient = hc
+	// The AWS SDK reads AWS_CA_BUNDLE itself (and refuses a plain
+	// *http.Client alongside it); hc is for the WebSocket handshake.
 	endpoint := a.endpointURL
 	if endpoint == "" {
 		endpoint = env.Getenv("AWS_ENDPOINT_URL_KINESIS_VIDEO")

@@ -1,0 +1,149 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/credentials"
+
+	"github.com/kvsrtc/kvsrtc/control"
+	"github.com/kvsrtc/kvsrtc/emulator"
+	"github.com/kvsrtc/kvsrtc/master"
+	"github.com/kvsrtc/kvsrtc/media"
+	"github.com/kvsrtc/kvsrtc/rtc"
+	"github.com/kvsrtc/kvsrtc/viewer"
+)
+
+func init() {
+	register(command{name: "demo", summary: "everything on one machine: local KVS service, a test-pattern camera and a viewer", run: runDemo})
+}
+
+const demoChannel = "demo"
+
+func runDemo(ctx context.Context, env *Env, args []string) error {
+	fs := newFlagSet(env, "demo", "[flags]")
+	var (
+		listen   string
+		duration time.Duration
+		codec    string
+		lf       logFlags
+	)
+	fs.StringVar(&listen, "listen", defaultLocalListen, "address of the local KVS service (a free port is used if this one is taken)")
+	fs.DurationVar(&duration, "duration", 0, "stop after the viewer has streamed this long (default: until Ctrl-C)")
+	fs.StringVar(&codec, "codec", "H264", "video codec of the test pattern: H264 or VP8")
+	lf.register(fs)
+	_ = fs.Set("log-level", "warn")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	vc, err := rtc.ParseCodec(codec)
+	if err != nil || vc == rtc.CodecOpus {
+		return fmt.Errorf("%w: --codec %q: want H264 or VP8", ErrUsage, codec)
+	}
+	log, err := lf.logger(env.Stderr)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	// 1. The local KVS service.
+	ecfg := emulator.Config{Addr: listen, Channels: []string{demoChannel}, Logger: log.With("component", "local")}
+	srv, err := emulator.Start(ctx, ecfg)
+	if err != nil && listen == defaultLocalListen && errors.Is(err, syscall.EADDRINUSE) {
+		ecfg.Addr = "127.0.0.1:0"
+		srv, err = emulator.Start(ctx, ecfg)
+	}
+	if err != nil {
+		return fmt.Errorf("starting the local KVS service: %w", err)
+	}
+	defer srv.Close()
+	creds := srv.Credentials()
+	ctl, err := control.New(ctx, control.Config{
+		Region: srv.Region(), EndpointURL: srv.URL(), STUNURL: control.STUNNone, Logger: log,
+		Credentials: credentials.NewStaticCredentialsProvider(creds.AccessKeyID, creds.SecretAccessKey, creds.SessionToken),
+	})
+	if err != nil {
+		return err
+	}
+
+	// 2. The camera: a master sending the embedded test pattern.
+	src, err := media.NewTestSource(vc, media.SourceConfig{})
+	if err != nil {
+		return err
+	}
+	m, err := master.New(master.Config{Channel: demoChannel, Control: ctl, Video: src, LoopbackOnly: true, Logger: log.With("component", "master")})
+	if err != nil {
+		_ = src.Close()
+		return err
+	}
+	var wg sync.WaitGroup
+	masterErr := make(chan error, 1)
+	wg.Add(1)
+	go func() { defer wg.Done(); masterErr <- m.Run(ctx) }()
+	defer wg.Wait()
+	defer cancel()
+
+	fmt.Fprintf(env.Stdout, "kvsrtc demo: local KVS service at %s, camera (%s test pattern) on channel %q\n", srv.URL(), vc, demoChannel)
+
+	// 3. The viewer, with its live status.
+	status := newStatusLine(env.Stdout, isTerminal(env.Stdout))
+	var once sync.Once
+	vcfg := viewer.Config{Channel: demoChannel, Control: ctl, LoopbackOnly: true, Duration: duration, Logger: log.With("component", "viewer"),
+		OnEvent: func(e viewer.Event) {
+			status.event(e)
+			if e.State == viewer.StateStreaming && e.TimeToFirstFrame > 0 {
+				once.Do(func() { printNext(env.Stdout, srv) })
+			}
+		}}
+	sess, err := viewer.New(vcfg)
+	if err != nil {
+		return err
+	}
+	stop := status.run(sess)
+	runErr := sess.Run(ctx)
+	stop()
+	sum := sess.Summary()
+	status.summary(sum, "")
+	cancel()
+	wg.Wait()
+	if err := <-masterErr; err != nil && !errors.Is(err, context.Canceled) && runErr == nil {
+		runErr = fmt.Errorf("master: %w", err)
+	}
+	if runErr != nil {
+		var se *viewer.SessionError
+		if errors.As(runErr, &se) {
+			return errors.New(se.Diagnosis())
+		}
+		return runErr
+	}
+	if sum.Frames == 0 {
+		return &exitError{code: 1, err: errors.New("no video arrived")}
+	}
+	return nil
+}
+
+// printNext says what to try while the demo runs.
+func printNext(w io.Writer, srv *emulator.Server) {
+	var env []string
+	for _, kv := range srv.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		env = append(env, k+"="+shellQuote(v))
+	}
+	fmt.Fprintf(w, `
+Video is flowing. While this runs, in another terminal:
+  export %s
+  go run ./cmd/kvsrtc view --channel %[2]s --loopback-only --record demo.mkv --duration 5s
+  aws kinesisvideo describe-signaling-channel --channel-name %[2]s
+  curl -X POST %[3]s/_kvsrtc/faults -d 'drop,action=SDP_ANSWER,count=1,channel=%[2]s'
+      (the next viewer's answer is lost; watch it recover on its second attempt)
+Press Ctrl-C to stop.
+
+`, strings.Join(env, " "), demoChannel, srv.URL())
+}

@@ -1,0 +1,160 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/credentials"
+
+	"github.com/kvsrtc/kvsrtc/control"
+	"github.com/kvsrtc/kvsrtc/emulator"
+	"github.com/kvsrtc/kvsrtc/master"
+	"github.com/kvsrtc/kvsrtc/media"
+	"github.com/kvsrtc/kvsrtc/rtc"
+)
+
+// startLocal runs an emulator with channel "cam" and a test-pattern master
+// on it, and points the AWS environment variables at the emulator.
+func startLocal(t *testing.T, codec rtc.Codec) *emulator.Server {
+	t.Helper()
+	srv, err := emulator.Start(t.Context(), emulator.Config{Channels: []string{"cam"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	for _, kv := range srv.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	c := srv.Credentials()
+	ctl, err := control.New(t.Context(), control.Config{Region: srv.Region(), EndpointURL: srv.URL(), STUNURL: control.STUNNone,
+		Credentials: credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := media.NewTestSource(codec, media.SourceConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := master.New(master.Config{Channel: "cam", Control: ctl, Video: src, LoopbackOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = m.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return srv
+}
+
+func ffprobe(t *testing.T, path string) map[string]any {
+	t.Helper()
+	bin, err := exec.LookPath("ffprobe")
+	if err != nil {
+		t.Fatal("ffprobe not found: run `bash scripts/test.sh`, which installs Debian's ffmpeg")
+	}
+	out, err := exec.Command(bin, "-v", "error", "-show_streams", "-show_format", "-of", "json", path).Output()
+	if err != nil {
+		t.Fatalf("ffprobe %s: %v", path, err)
+	}
+	var v map[string]any
+	if err := json.Unmarshal(out, &v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestViewRecordsMatroska(t *testing.T) {
+	for _, tc := range []struct {
+		codec rtc.Codec
+		file  string
+		name  string
+	}{{rtc.CodecH264, "out.mkv", "h264"}, {rtc.CodecVP8, "out.webm", "vp8"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			startLocal(t, tc.codec)
+			path := filepath.Join(t.TempDir(), tc.file)
+			var stdout, stderr bytes.Buffer
+			code := Main(t.Context(), []string{"view", "--channel", "cam", "--loopback-only", "--record", path, "--duration", "1500ms", "--json"}, nil, &stdout, &stderr)
+			if code != 0 {
+				t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+			}
+			lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+			var last struct {
+				Event   string
+				Summary struct {
+					Result             string
+					Attempts           int
+					Frames             int
+					TimeToFirstFrameMs float64
+				}
+			}
+			if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil || last.Event != "summary" {
+				t.Fatalf("last line is not the summary: %q (%v)", lines[len(lines)-1], err)
+			}
+			if last.Summary.Result != "streamed" || last.Summary.Frames < 20 || last.Summary.TimeToFirstFrameMs <= 0 {
+				t.Fatalf("summary %+v", last.Summary)
+			}
+			probe := ffprobe(t, path)
+			streams := probe["streams"].([]any)
+			s0 := streams[0].(map[string]any)
+			if s0["codec_name"] != tc.name || s0["width"].(float64) != 640 || s0["height"].(float64) != 360 {
+				t.Fatalf("ffprobe stream %v", s0)
+			}
+			dur := probe["format"].(map[string]any)["duration"]
+			if d, _ := time.ParseDuration(dur.(string) + "s"); d < time.Second {
+				t.Fatalf("recorded duration %v", dur)
+			}
+		})
+	}
+}
+
+func TestViewUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"view"},
+		{"view", "--channel", "a", "--channel-arn", "arn:aws:kinesisvideo:us-west-2:1:channel/a/1"},
+		{"view", "--channel", "a", "--record", "x.mp4"},
+		{"view", "--channel", "a", "--record", "x.webm", "--codec", "H264"},
+		{"view", "--channel", "a", "--output", "file.h264"},
+		{"view", "--channel", "a", "--codec", "av1"},
+	} {
+		var out, errb bytes.Buffer
+		if code := Main(t.Context(), args, nil, &out, &errb); code != 2 {
+			t.Errorf("%v: exit %d, want 2 (stderr %q)", args, code, errb.String())
+		}
+		if errb.Len() == 0 {
+			t.Errorf("%v: no error message", args)
+		}
+	}
+}
+
+func TestViewFailsFastOnUnknownChannel(t *testing.T) {
+	startLocal(t, rtc.CodecH264)
+	var out, errb bytes.Buffer
+	start := time.Now()
+	code := Main(t.Context(), []string{"view", "--channel", "nope", "--loopback-only"}, nil, &out, &errb)
+	if code != 1 || !strings.Contains(errb.String(), "channel-not-found") {
+		t.Fatalf("exit %d, stderr %q", code, errb.String())
+	}
+	if time.Since(start) > 2*time.Second {
+		t.Fatalf("took %v", time.Since(start))
+	}
+}
+
+func TestDemo(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := Main(t.Context(), []string{"demo", "--listen", "127.0.0.1:0", "--duration", "1s"}, nil, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errb.String())
+	}
+	for _, want := range []string{"streaming (attempt 1)", "Video is flowing", "result=streamed"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out.String())
+		}
+	}
+}

@@ -1,0 +1,47 @@
+// Package master is a KVS WebRTC master: it connects to a signaling
+// channel as MASTER and streams one video source (and optionally an Opus
+// audio source) to every viewer that sends it an offer.
+//
+// Run resolves the channel, gets its MASTER endpoints, fetches ICE servers
+// through a control.ICECache that is refreshed ahead of expiry (so a new
+// viewer always gets valid TURN credentials), and dials the signaling
+// WebSocket. Then, as the official masters do:
+//
+//   - Each viewer (the senderClientId of an SDP_OFFER) gets a
+//     PeerConnection of its own, up to Config.MaxViewers. An offer from a
+//     viewer that already has one replaces it (as the JS master does). An
+//     offer beyond the limit is not answered (KVS gives the master no way
+//     to refuse one); it is logged and reported as EventViewerFailed.
+//   - The answer is sent at once, with recipientClientId and a correlation
+//     id; ICE candidates trickle both ways. Candidates from a viewer that
+//     arrive before its offer are held for 20 s.
+//   - An offer that cannot carry the source's codec (a VP8-only offer for
+//     an H.264 source) is not answered: a broken answer would only make the
+//     viewer wait for media that never comes. It is logged as an error and
+//     reported as EventViewerFailed with a *NegotiationError.
+//   - Every viewer has its own tracks, subscribed to a shared
+//     media.Broadcaster once it is connected, so it starts on the cached
+//     keyframe; an RTCP PLI or FIR from it resends the GOP.
+//   - A viewer whose connection fails or closes, stays disconnected longer
+//     than Config.DisconnectedTimeout or does not connect within
+//     Config.ConnectTimeout is removed.
+//   - The signaling connection is renewed without touching the viewers: on
+//     GO_AWAY, when it ends, and before the service's 1-hour limit
+//     (Config.RenewAfter). Reconnects back off from 100 ms to 10 s with
+//     jitter. On RECONNECT_ICE_SERVER the ICE servers are fetched again for
+//     future viewers; connected viewers keep their path.
+//
+// For example:
+//
+//	ctl, err := control.New(ctx, control.Config{Region: "us-west-2"})
+//	if err != nil { ... }
+//	video, err := media.NewTestSource(rtc.CodecH264, media.SourceConfig{})
+//	if err != nil { ... }
+//	m, err := master.New(master.Config{Channel: "demo", Control: ctl, Video: video, Logger: logger})
+//	if err != nil { ... }
+//	err = m.Run(ctx) // until ctx ends
+//
+// References:
+//   - https://docs.aws.amazon.com/kinesisvideostreams-webrtc-dg/latest/devguide/kvswebrtc-websocket-apis.html
+//   - https://docs.aws.amazon.com/kinesisvideostreams-webrtc-dg/latest/devguide/kvswebrtc-limits.html
+package master

@@ -1,0 +1,638 @@
+package master
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/kvsrtc/kvsrtc/control"
+	"github.com/kvsrtc/kvsrtc/kvsproto"
+	"github.com/kvsrtc/kvsrtc/media"
+	"github.com/kvsrtc/kvsrtc/rtc"
+	"github.com/kvsrtc/kvsrtc/signaling"
+)
+
+// Internal limits and timings.
+const (
+	iceFetchTimeout  = 10 * time.Second
+	sendTimeout      = 5 * time.Second
+	drainGrace       = 5 * time.Second  // an old signaling connection is read this long after a renewal
+	earlyCandTTL     = 20 * time.Second // candidates from a viewer without an offer are kept this long
+	maxEarlyPerPeer  = 64
+	maxEarlyPeers    = 64
+	maxOutbox        = 512
+	outboxTTL        = 30 * time.Second
+	peerEventBuffer  = 256
+	maxSweepInterval = time.Second
+)
+
+// Master serves one signaling channel as its MASTER: it answers every
+// viewer's offer with a PeerConnection of its own and streams the shared
+// sources to all of them.
+type Master struct {
+	cfg     Config
+	started atomic.Bool
+
+	mu    sync.Mutex
+	peers map[string]*peer // current viewers; written by Run's loop under mu
+}
+
+// New validates cfg and returns a Master. Nothing starts before Run.
+func New(cfg Config) (*Master, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Master{cfg: c, peers: make(map[string]*peer)}, nil
+}
+
+// Viewers returns the current viewers, sorted by client id.
+func (m *Master) Viewers() []ViewerInfo {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]ViewerInfo, 0, len(m.peers))
+	for _, p := range m.peers {
+		out = append(out, ViewerInfo{
+			ClientID: p.id, State: p.state, Since: p.since, ConnectedAt: p.connectedAt,
+			Audio: p.audio != nil, BytesSent: p.bytes.Load(), Samples: p.samples.Load(),
+		})
+	}
+	slices.SortFunc(out, func(a, b ViewerInfo) int { return cmp.Compare(a.ClientID, b.ClientID) })
+	return out
+}
+
+// Run resolves the channel, connects to signaling as MASTER and serves
+// viewers until ctx ends (it then returns nil) or the video source ends
+// (nil at its end, an error if it fails). Setup failures (unknown
+// channel, access denied, no ICE servers, signaling refused) are returned
+// at once. Run returns only after every viewer's PeerConnection, the
+// signaling connections and all its goroutines are gone; the sources are
+// closed. Call it once.
+func (m *Master) Run(ctx context.Context) error {
+	if !m.started.CompareAndSwap(false, true) {
+		return ErrAlreadyStarted
+	}
+	r := &run{
+		m:          m,
+		cfg:        m.cfg,
+		log:        m.cfg.Logger,
+		ctl:        m.cfg.Control,
+		codec:      m.cfg.Video.Codec(),
+		peers:      make(map[string]*peer),
+		early:      make(map[string]*earlyQueue),
+		draining:   make(map[*signaling.Client]time.Time),
+		sigEvents:  make(chan sigEvent),
+		peerEvents: make(chan peerEvent, peerEventBuffer),
+		renewed:    make(chan renewal),
+		iceKick:    make(chan struct{}, 1),
+		videoDone:  make(chan error, 1),
+		audioDone:  make(chan error, 1),
+	}
+	return r.run(ctx)
+}
+
+// run is the state of one Run; the loop goroutine owns everything but the
+// fields noted otherwise.
+type run struct {
+	m     *Master
+	cfg   Config
+	log   *slog.Logger
+	ctl   *control.Client
+	codec rtc.Codec
+	api   *webrtc.API
+	ice   *control.ICECache
+	arn   string
+	name  string
+
+	epMu sync.Mutex // endpoints are read by the ICE refresher
+	ep   control.Endpoints
+
+	video, audio *media.Broadcaster
+
+	sig        *signaling.Client               // current connection
+	sigStarted time.Time                       // when sig was dialed
+	draining   map[*signaling.Client]time.Time // replaced connections still read
+	renewing   bool
+	outbox     []outMsg
+
+	peers map[string]*peer
+	early map[string]*earlyQueue
+
+	sigEvents  chan sigEvent
+	peerEvents chan peerEvent
+	renewed    chan renewal
+	iceKick    chan struct{}
+	videoDone  chan error
+	audioDone  chan error
+
+	wg sync.WaitGroup // every goroutine the run starts
+}
+
+// earlyQueue holds ICE candidates from a viewer whose offer has not come.
+type earlyQueue struct {
+	first time.Time
+	cands []webrtc.ICECandidateInit
+}
+
+// sigEvent is an event of one signaling connection, or its end.
+type sigEvent struct {
+	c   *signaling.Client
+	ev  signaling.Event
+	end bool
+}
+
+// renewal is a new signaling connection from the renewer.
+type renewal struct {
+	c      *signaling.Client
+	ep     control.Endpoints
+	reason string
+}
+
+func (r *run) endpoints() control.Endpoints {
+	r.epMu.Lock()
+	defer r.epMu.Unlock()
+	return r.ep
+}
+
+func (r *run) setEndpoints(ep control.Endpoints) {
+	r.epMu.Lock()
+	r.ep = ep
+	r.epMu.Unlock()
+}
+
+func (r *run) emit(ev Event) {
+	if r.cfg.OnEvent == nil {
+		return
+	}
+	ev.Time = time.Now()
+	ev.ChannelARN = r.arn
+	r.cfg.OnEvent(ev)
+}
+
+func (r *run) run(parent context.Context) (err error) {
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	sourcesOwned := true
+	defer func() {
+		if sourcesOwned {
+			r.cfg.Video.Close()
+			if r.cfg.Audio != nil {
+				r.cfg.Audio.Close()
+			}
+		}
+	}()
+
+	ch, err := r.ctl.ResolveChannel(ctx, r.cfg.Channel)
+	if err != nil {
+		return fmt.Errorf("master: resolving channel %q: %w", r.cfg.Channel, err)
+	}
+	r.arn, r.name = ch.ARN, ch.Name
+	ep, err := r.ctl.Endpoints(ctx, r.arn, kvsproto.RoleMaster)
+	if err != nil {
+		return fmt.Errorf("master: signaling endpoints of %s: %w", r.arn, err)
+	}
+	r.setEndpoints(ep)
+	r.ice = control.NewICECache(r.ctl)
+	ictx, icancel := context.WithTimeout(ctx, iceFetchTimeout)
+	_, err = r.ice.Get(ictx, r.arn, kvsproto.RoleMaster, ep.HTTPS, "")
+	icancel()
+	if err != nil {
+		return fmt.Errorf("master: fetching ICE servers of %s: %w", r.arn, err)
+	}
+	r.api, err = rtc.NewAPI(rtc.Config{
+		LoopbackOnly: r.cfg.LoopbackOnly,
+		Logger:       pionLogger(r.log),
+		VideoCodecs:  []string{r.codec.String()},
+		Audio:        r.cfg.Audio != nil,
+		ICEPortMin:   r.cfg.ICEPortMin,
+		ICEPortMax:   r.cfg.ICEPortMax,
+	})
+	if err != nil {
+		return fmt.Errorf("master: %w", err)
+	}
+	sig, err := r.dial(ctx, ep)
+	if err != nil {
+		return fmt.Errorf("master: connecting to signaling as MASTER: %w", err)
+	}
+
+	// From here on everything runs until the loop ends.
+	sourcesOwned = false
+	r.startSources(ctx)
+	r.adopt(ctx, sig)
+	r.wg.Add(1)
+	go r.refreshICE(ctx)
+	r.log.Info(fmt.Sprintf("master ready on channel %s (%s); waiting for viewers", r.name, r.arn),
+		"channel", r.name, "arn", r.arn, "codec", r.codec.String(), "audio", r.audio != nil, "max_viewers", r.cfg.MaxViewers)
+	r.emit(Event{Kind: EventReady})
+
+	err = r.loop(ctx)
+	cancel()
+	r.shutdown()
+	return err
+}
+
+// startSources runs the broadcasters, each on a goroutine of its own.
+func (r *run) startSources(ctx context.Context) {
+	bcfg := media.BroadcasterConfig{Logger: r.log}
+	r.video = media.NewBroadcaster(r.cfg.Video, bcfg)
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.videoDone <- r.video.Run(ctx)
+	}()
+	if r.cfg.Audio != nil {
+		r.audio = media.NewBroadcaster(r.cfg.Audio, bcfg)
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.audioDone <- r.audio.Run(ctx)
+		}()
+	}
+}
+
+func (r *run) sweepInterval() time.Duration {
+	d := min(maxSweepInterval, r.cfg.DisconnectedTimeout/4, r.cfg.ConnectTimeout/4)
+	return max(d, 10*time.Millisecond)
+}
+
+// loop handles every event until ctx ends or the video source ends.
+func (r *run) loop(ctx context.Context) error {
+	sweep := time.NewTicker(r.sweepInterval())
+	defer sweep.Stop()
+	renewT := time.NewTimer(r.cfg.RenewAfter)
+	defer renewT.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case se := <-r.sigEvents:
+			r.onSignal(ctx, se)
+		case pe := <-r.peerEvents:
+			r.onPeer(ctx, pe)
+		case res := <-r.renewed:
+			r.onRenewed(ctx, res)
+			renewT.Reset(r.cfg.RenewAfter)
+		case <-renewT.C:
+			r.log.Info("renewing the signaling connection ahead of the service's 1-hour limit", "age", time.Since(r.sigStarted).Round(time.Second))
+			r.renew(ctx, "scheduled")
+		case now := <-sweep.C:
+			r.sweep(ctx, now)
+		case err := <-r.videoDone:
+			if err != nil && ctx.Err() == nil {
+				return fmt.Errorf("master: video source: %w", err)
+			}
+			r.log.Info("the video source ended; stopping")
+			return nil
+		case err := <-r.audioDone:
+			if err != nil && ctx.Err() == nil {
+				r.log.Warn("the audio source failed; continuing without audio", "err", err)
+			} else {
+				r.log.Info("the audio source ended; continuing without audio")
+			}
+		}
+	}
+}
+
+// shutdown closes every peer and connection and waits for all goroutines.
+func (r *run) shutdown() {
+	for _, p := range r.peers {
+		r.removePeer(p, ErrShutdown)
+	}
+	clear(r.early)
+	if r.sig != nil {
+		r.closeClient(r.sig)
+	}
+	for c := range r.draining {
+		r.closeClient(c)
+	}
+	r.wg.Wait()
+}
+
+// onPeer handles a forwarded pion callback.
+func (r *run) onPeer(ctx context.Context, pe peerEvent) {
+	p := pe.p
+	if r.peers[p.id] != p {
+		return // a replaced or removed peer
+	}
+	if pe.cand != nil {
+		r.send(ctx, outMsg{action: kvsproto.ActionICECandidate, cand: toKVS(*pe.cand), to: p.id, p: p})
+		return
+	}
+	switch s := p.pc.ConnectionState(); s {
+	case webrtc.PeerConnectionStateConnected:
+		p.disconnectedAt = time.Time{}
+		if !p.joined {
+			p.joined = true
+			r.setState(p, ViewerConnected, true)
+			r.subscribe(p)
+			r.log.Info("viewer joined", "viewer", p.id, "viewers", len(r.peers), "audio", p.audio != nil,
+				"setup", time.Since(p.since).Round(time.Millisecond))
+			r.emit(Event{Kind: EventViewerJoined, ClientID: p.id})
+		} else if p.state != ViewerConnected {
+			r.setState(p, ViewerConnected, false)
+			r.log.Info("viewer reconnected", "viewer", p.id)
+		}
+	case webrtc.PeerConnectionStateDisconnected:
+		if p.disconnectedAt.IsZero() {
+			p.disconnectedAt = time.Now()
+			r.setState(p, ViewerDisconnected, false)
+			r.log.Info("viewer disconnected; waiting for it to recover", "viewer", p.id, "timeout", r.cfg.DisconnectedTimeout)
+		}
+	case webrtc.PeerConnectionStateFailed:
+		r.removePeer(p, ErrPeerFailed)
+	case webrtc.PeerConnectionStateClosed:
+		r.removePeer(p, ErrPeerClosed)
+	}
+}
+
+func (r *run) setState(p *peer, s ViewerState, connected bool) {
+	r.m.mu.Lock()
+	p.state = s
+	if connected {
+		p.connectedAt = time.Now()
+	}
+	r.m.mu.Unlock()
+}
+
+// removePeer forgets a peer, closes it and reports why.
+func (r *run) removePeer(p *peer, why error) {
+	if r.peers[p.id] == p {
+		delete(r.peers, p.id)
+		r.m.mu.Lock()
+		delete(r.m.peers, p.id)
+		r.m.mu.Unlock()
+	}
+	r.closePeer(p)
+	if p.joined {
+		lvl := slog.LevelInfo
+		if errors.Is(why, ErrPeerFailed) || errors.Is(why, ErrDisconnected) {
+			lvl = slog.LevelWarn
+		}
+		r.log.Log(context.Background(), lvl, "viewer left", "viewer", p.id, "reason", why, "viewers", len(r.peers),
+			"bytes_sent", p.bytes.Load(), "connected_for", time.Since(p.connectedAt).Round(time.Millisecond))
+		r.emit(Event{Kind: EventViewerLeft, ClientID: p.id, Err: why})
+		return
+	}
+	lvl := slog.LevelWarn
+	if errors.Is(why, ErrShutdown) || errors.Is(why, ErrReplaced) {
+		lvl = slog.LevelInfo
+	}
+	r.log.Log(context.Background(), lvl, "viewer did not connect", "viewer", p.id, "reason", why)
+	r.emit(Event{Kind: EventViewerFailed, ClientID: p.id, Err: why})
+}
+
+// sweep enforces the timeouts of peers, early candidates and draining
+// signaling connections.
+func (r *run) sweep(ctx context.Context, now time.Time) {
+	for _, p := range r.peers {
+		switch {
+		case !p.joined && now.After(p.deadline):
+			r.removePeer(p, ErrConnectTimeout)
+		case !p.disconnectedAt.IsZero() && now.Sub(p.disconnectedAt) > r.cfg.DisconnectedTimeout:
+			r.removePeer(p, ErrDisconnected)
+		}
+	}
+	for id, q := range r.early {
+		if now.Sub(q.first) > earlyCandTTL {
+			r.log.Debug("dropping ICE candidates from a viewer that sent no offer", "viewer", id, "candidates", len(q.cands))
+			delete(r.early, id)
+		}
+	}
+	for c, since := range r.draining {
+		if now.Sub(since) > drainGrace {
+			r.closeClient(c)
+		}
+	}
+	if len(r.outbox) > 0 && !r.renewing && r.sig != nil && r.sig.Err() == nil {
+		r.flushOutbox(ctx)
+	}
+}
+
+// onSignal handles one signaling event (from the current connection or
+// from one being drained after a renewal).
+func (r *run) onSignal(ctx context.Context, se sigEvent) {
+	if se.end {
+		if se.c != r.sig {
+			r.closeClient(se.c)
+			return
+		}
+		err := se.c.Err()
+		if r.renewing {
+			// Usually the service closing it for the new connection
+			// being dialed (the newest master connection wins).
+			r.log.Debug("the signaling connection ended during a renewal", "err", err)
+			return
+		}
+		r.log.Warn("the signaling connection ended; reconnecting (viewers keep streaming)", "err", err)
+		r.emit(Event{Kind: EventSignalingLost, Err: err})
+		r.renew(ctx, "connection-lost")
+		return
+	}
+	ev := se.ev
+	switch ev.Type {
+	case kvsproto.MessageSDPOffer:
+		r.onOffer(ctx, ev)
+	case kvsproto.MessageICECandidate:
+		r.onRemoteCandidate(ev)
+	case kvsproto.MessageGoAway:
+		if se.c == r.sig {
+			r.log.Info("GO_AWAY from the service; renewing the signaling connection (viewers keep streaming)")
+			r.renew(ctx, "go-away")
+		}
+	case kvsproto.MessageReconnectICEServer:
+		r.log.Info("RECONNECT_ICE_SERVER from the service; new viewers will get fresh ICE servers")
+		r.ice.Invalidate(r.arn)
+		select {
+		case r.iceKick <- struct{}{}:
+		default:
+		}
+		r.emit(Event{Kind: EventICERefreshed})
+	case kvsproto.MessageStatusResponse:
+		r.onStatus(ev)
+	default:
+		r.log.Debug("ignoring a signaling event", "type", ev.Type, "sender", ev.SenderClientID)
+	}
+}
+
+func (r *run) onStatus(ev signaling.Event) {
+	st := ev.Status
+	if st == nil || st.Success {
+		return
+	}
+	se := &StatusError{CorrelationID: st.CorrelationID, Code: st.StatusCode.Int(), Type: st.ErrorType, Description: st.Description}
+	if st.CorrelationID != "" {
+		for _, p := range r.peers {
+			if p.corr == st.CorrelationID {
+				se.ClientID = p.id
+			}
+		}
+	}
+	r.log.Warn("the service rejected a message", "correlation_id", se.CorrelationID, "viewer", se.ClientID,
+		"error_type", se.Type, "status", se.Code, "description", se.Description)
+	r.emit(Event{Kind: EventStatus, ClientID: se.ClientID, Err: se})
+}
+
+// onOffer answers a viewer's offer with a new peer.
+func (r *run) onOffer(ctx context.Context, ev signaling.Event) {
+	id := ev.SenderClientID
+	if id == "" || ev.SDP == nil {
+		r.log.Warn("ignoring an SDP offer without senderClientId or SDP")
+		return
+	}
+	if old := r.peers[id]; old != nil {
+		r.log.Info("new offer from a connected viewer; replacing its peer", "viewer", id)
+		r.removePeer(old, ErrReplaced)
+	}
+	fail := func(err error) {
+		delete(r.early, id)
+		r.emit(Event{Kind: EventViewerFailed, ClientID: id, Err: err})
+	}
+	if len(r.peers) >= r.cfg.MaxViewers {
+		r.log.Warn("too many viewers; not answering the offer", "viewer", id, "max_viewers", r.cfg.MaxViewers)
+		fail(fmt.Errorf("%w: %d of %d connected", ErrTooManyViewers, len(r.peers), r.cfg.MaxViewers))
+		return
+	}
+	sum, err := summarizeOffer(ev.SDP.SDP, r.codec)
+	if err != nil {
+		ne := &NegotiationError{ClientID: id, Want: r.codec.String(), Detail: "unparsable SDP: " + err.Error(), Err: ErrBadOffer}
+		r.log.Error("cannot answer the viewer's offer", "viewer", id, "err", ne)
+		fail(ne)
+		return
+	}
+	if ne := sum.negotiationError(id, r.codec); ne != nil {
+		r.log.Error("cannot answer the viewer's offer", "viewer", id, "want", ne.Want, "offered", ne.Offered, "err", ne)
+		fail(ne)
+		return
+	}
+	p, answer, err := r.newPeer(ctx, id, ev.SDP, sum.audio && r.audio != nil)
+	if err != nil {
+		ne := &NegotiationError{ClientID: id, Want: r.codec.String(), Offered: sum.video, Err: fmt.Errorf("%w: %w", ErrBadOffer, err)}
+		r.log.Error("cannot answer the viewer's offer", "viewer", id, "err", ne)
+		fail(ne)
+		return
+	}
+	p.ufrag = sum.ufrag
+	r.peers[id] = p
+	r.m.mu.Lock()
+	r.m.peers[id] = p
+	r.m.mu.Unlock()
+	p.corr = signaling.NewCorrelationID()
+	r.send(ctx, outMsg{action: kvsproto.ActionSDPAnswer, sd: &kvsproto.SessionDescription{Type: "answer", SDP: answer}, to: id, corr: p.corr, p: p})
+	if q := r.early[id]; q != nil {
+		delete(r.early, id)
+		for _, c := range q.cands {
+			r.addRemoteCandidate(p, c)
+		}
+	}
+	r.log.Debug("answered a viewer's offer", "viewer", id, "correlation_id", p.corr, "audio", p.audio != nil)
+	r.emit(Event{Kind: EventViewerAnswered, ClientID: id})
+}
+
+// onRemoteCandidate applies a viewer's ICE candidate, or queues it until
+// the viewer's offer arrives.
+func (r *run) onRemoteCandidate(ev signaling.Event) {
+	id := ev.SenderClientID
+	if id == "" || ev.Candidate == nil {
+		return
+	}
+	c := webrtc.ICECandidateInit{
+		Candidate: ev.Candidate.Candidate, SDPMid: ev.Candidate.SDPMid,
+		SDPMLineIndex: ev.Candidate.SDPMLineIndex, UsernameFragment: ev.Candidate.UsernameFragment,
+	}
+	p := r.peers[id]
+	// A candidate naming another ICE username fragment belongs to a newer
+	// offer from the same viewer that has not arrived yet: hold it.
+	newer := p != nil && c.UsernameFragment != nil && *c.UsernameFragment != "" && p.ufrag != "" && *c.UsernameFragment != p.ufrag
+	if p != nil && !newer {
+		r.addRemoteCandidate(p, c)
+		return
+	}
+	q := r.early[id]
+	if q == nil {
+		if len(r.early) >= maxEarlyPeers {
+			r.log.Debug("too many viewers with early ICE candidates; dropping one", "viewer", id)
+			return
+		}
+		q = &earlyQueue{first: time.Now()}
+		r.early[id] = q
+	}
+	if len(q.cands) >= maxEarlyPerPeer {
+		r.log.Debug("too many early ICE candidates; dropping one", "viewer", id)
+		return
+	}
+	q.cands = append(q.cands, c)
+}
+
+func (r *run) addRemoteCandidate(p *peer, c webrtc.ICECandidateInit) {
+	if err := p.pc.AddICECandidate(c); err != nil {
+		r.log.Debug("ignoring a viewer's ICE candidate", "viewer", p.id, "candidate", c.Candidate, "err", err)
+	}
+}
+
+func toKVS(c webrtc.ICECandidateInit) *kvsproto.ICECandidate {
+	return &kvsproto.ICECandidate{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment}
+}
+
+// refreshICE keeps the ICE cache fresh, so that an offer never waits for
+// GetIceServerConfig: it fetches again at each configuration's RefreshAt,
+// and at once after RECONNECT_ICE_SERVER.
+func (r *run) refreshICE(ctx context.Context) {
+	defer r.wg.Done()
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		wait := 5 * time.Second
+		cfg, err := r.ice.Get(ctx, r.arn, kvsproto.RoleMaster, r.endpoints().HTTPS, "")
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			r.log.Warn("refreshing ICE servers failed; retrying", "err", err, "retry_in", wait)
+		default:
+			wait = max(time.Until(cfg.RefreshAt), time.Second)
+		}
+		t.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-r.iceKick:
+		}
+	}
+}
+
+// pionLogger returns the logger pion's messages go to: all of them when
+// the master logs at debug level, else only errors (pion warns about
+// routine things, such as streams closed while a peer shuts down).
+func pionLogger(l *slog.Logger) *slog.Logger {
+	if l.Enabled(context.Background(), slog.LevelDebug) {
+		return l
+	}
+	return slog.New(minLevel{Handler: l.Handler(), min: slog.LevelError})
+}
+
+// minLevel is a slog.Handler that drops records below min.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{Handler: h.Handler.WithAttrs(as), min: h.min}
+}
+
+func (h minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{Handler: h.Handler.WithGroup(name), min: h.min}
+}

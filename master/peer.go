@@ -1,0 +1,224 @@
+package master
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+	pmedia "github.com/pion/webrtc/v4/pkg/media"
+
+	"github.com/kvsrtc/kvsrtc/control"
+	"github.com/kvsrtc/kvsrtc/kvsproto"
+	"github.com/kvsrtc/kvsrtc/media"
+	"github.com/kvsrtc/kvsrtc/rtc"
+)
+
+// peer is one viewer's PeerConnection and its tracks. The loop goroutine
+// owns it; pion's callbacks only forward into the loop's channel, and stop
+// doing so once closing is closed.
+type peer struct {
+	id      string
+	pc      *webrtc.PeerConnection
+	video   *webrtc.TrackLocalStaticSample
+	audio   *webrtc.TrackLocalStaticSample // nil: no audio for this viewer
+	closing chan struct{}                  // closed when the peer is being torn down
+	rtcpWG  sync.WaitGroup                 // RTCP readers
+
+	vsub atomic.Pointer[media.Subscription] // read by the RTCP reader
+	asub *media.Subscription
+
+	bytes   atomic.Uint64
+	samples atomic.Uint64
+
+	// Written by the loop under Master.mu, read by Viewers.
+	state       ViewerState
+	since       time.Time
+	connectedAt time.Time
+
+	// Loop only.
+	corr           string    // correlation id of the answer
+	ufrag          string    // the offer's ICE username fragment
+	joined         bool      // EventViewerJoined was emitted
+	disconnectedAt time.Time // zero unless disconnected
+	deadline       time.Time // connect deadline while not joined
+}
+
+// peerEvent is what pion's callbacks forward to the loop.
+type peerEvent struct {
+	p     *peer
+	cand  *webrtc.ICECandidateInit // a local candidate to send
+	state bool                     // the connection state changed
+}
+
+// forward hands ev to the loop unless the peer is closing.
+func (p *peer) forward(ch chan<- peerEvent, ev peerEvent) {
+	select {
+	case ch <- ev:
+	case <-p.closing:
+	}
+}
+
+// countingWriter counts what the broadcaster writes to a viewer's track.
+type countingWriter struct {
+	w *webrtc.TrackLocalStaticSample
+	p *peer
+}
+
+func (c countingWriter) WriteSample(s pmedia.Sample) error {
+	if err := c.w.WriteSample(s); err != nil {
+		return err
+	}
+	c.p.bytes.Add(uint64(len(s.Data)))
+	c.p.samples.Add(1)
+	return nil
+}
+
+// iceServers converts the control plane's ICE servers for pion.
+func iceServers(cfg control.ICEConfig) []webrtc.ICEServer {
+	out := make([]webrtc.ICEServer, 0, len(cfg.Servers))
+	for _, s := range cfg.Servers {
+		out = append(out, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
+	}
+	return out
+}
+
+// newPeer builds a peer for an offer: a PeerConnection with the remote
+// description applied, the local tracks added (their RTCP read) and the
+// local description set. It returns the answer to send.
+func (r *run) newPeer(ctx context.Context, id string, offer *kvsproto.SessionDescription, withAudio bool) (*peer, string, error) {
+	ictx, cancel := context.WithTimeout(ctx, iceFetchTimeout)
+	ice, err := r.ice.Get(ictx, r.arn, kvsproto.RoleMaster, r.endpoints().HTTPS, "")
+	cancel()
+	if err != nil {
+		return nil, "", fmt.Errorf("fetching ICE servers: %w", err)
+	}
+	pc, err := r.api.NewPeerConnection(webrtc.Configuration{
+		ICEServers:         iceServers(ice),
+		ICETransportPolicy: r.cfg.policy(),
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("creating the peer connection: %w", err)
+	}
+	now := time.Now()
+	p := &peer{
+		id: id, pc: pc, closing: make(chan struct{}),
+		state: ViewerConnecting, since: now, deadline: now.Add(r.cfg.ConnectTimeout),
+	}
+	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
+		if c == nil {
+			return // gathering complete; KVS has no end-of-candidates message
+		}
+		init := c.ToJSON()
+		p.forward(r.peerEvents, peerEvent{p: p, cand: &init})
+	})
+	pc.OnConnectionStateChange(func(webrtc.PeerConnectionState) {
+		p.forward(r.peerEvents, peerEvent{p: p, state: true})
+	})
+	fail := func(stage string, err error) (*peer, string, error) {
+		r.closePeer(p)
+		return nil, "", fmt.Errorf("%s: %w", stage, err)
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer.SDP}); err != nil {
+		return fail("applying the offer", err)
+	}
+	stream := "kvsrtc"
+	vcap, err := rtc.Capability(r.codec)
+	if err != nil {
+		return fail("video track", err)
+	}
+	if p.video, err = webrtc.NewTrackLocalStaticSample(vcap, "video", stream); err != nil {
+		return fail("video track", err)
+	}
+	vs, err := pc.AddTrack(p.video)
+	if err != nil {
+		return fail("adding the video track", err)
+	}
+	p.readRTCP(vs, true)
+	if withAudio {
+		acap, err := rtc.Capability(rtc.CodecOpus)
+		if err != nil {
+			return fail("audio track", err)
+		}
+		if p.audio, err = webrtc.NewTrackLocalStaticSample(acap, "audio", stream); err != nil {
+			return fail("audio track", err)
+		}
+		as, err := pc.AddTrack(p.audio)
+		if err != nil {
+			return fail("adding the audio track", err)
+		}
+		p.readRTCP(as, false)
+	}
+	answer, err := pc.CreateAnswer(nil)
+	if err != nil {
+		return fail("creating the answer", err)
+	}
+	if err := pc.SetLocalDescription(answer); err != nil {
+		return fail("setting the answer", err)
+	}
+	return p, answer.SDP, nil
+}
+
+// readRTCP reads a sender's RTCP until the peer is closed (which pion's
+// interceptors need: NACKs are answered from what is read here). A PLI or
+// FIR from the viewer asks the broadcaster to start it over on a keyframe.
+func (p *peer) readRTCP(s *webrtc.RTPSender, video bool) {
+	p.rtcpWG.Add(1)
+	go func() {
+		defer p.rtcpWG.Done()
+		for {
+			pkts, _, err := s.ReadRTCP()
+			if err != nil {
+				return
+			}
+			if !video {
+				continue
+			}
+			for _, pkt := range pkts {
+				switch pkt.(type) {
+				case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+					if sub := p.vsub.Load(); sub != nil {
+						sub.RequestKeyframe()
+					}
+				}
+			}
+		}
+	}()
+}
+
+// subscribe connects the peer's tracks to the broadcasters (once it is
+// connected: pion drops samples written before that).
+func (r *run) subscribe(p *peer) {
+	p.vsub.Store(r.video.Subscribe(countingWriter{w: p.video, p: p}))
+	if p.audio != nil && r.audio != nil {
+		p.asub = r.audio.Subscribe(countingWriter{w: p.audio, p: p})
+	}
+}
+
+// closePeer stops the peer's media and closes its PeerConnection in the
+// background (owned by the run's WaitGroup).
+func (r *run) closePeer(p *peer) {
+	select {
+	case <-p.closing:
+		return
+	default:
+	}
+	close(p.closing)
+	if sub := p.vsub.Load(); sub != nil {
+		sub.Unsubscribe()
+	}
+	if p.asub != nil {
+		p.asub.Unsubscribe()
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		if err := p.pc.Close(); err != nil {
+			r.log.Debug("closing a peer connection", "viewer", p.id, "err", err)
+		}
+		p.rtcpWG.Wait()
+	}()
+}
