@@ -158,3 +158,23 @@ func TestDemo(t *testing.T) {
 		}
 	}
 }
+
+func TestBench(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := Main(t.Context(), []string{"bench", "viewer", "--connects", "3", "--lost-answer", "1"}, nil, &out, &errb); code != 0 {
+		t.Fatalf("bench viewer: exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "time to first frame over 3 connects") || !strings.Contains(out.String(), "first answer is lost") {
+		t.Fatalf("bench viewer output:\n%s", out.String())
+	}
+	out.Reset()
+	if code := Main(t.Context(), []string{"bench", "signaling", "--channels", "3", "--viewers", "2", "--duration", "500ms", "--rate", "100"}, nil, &out, &errb); code != 0 {
+		t.Fatalf("bench signaling: exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "9 open, 0 failed") {
+		t.Fatalf("bench signaling output:\n%s", out.String())
+	}
+	if code := Main(t.Context(), []string{"bench"}, nil, &out, &errb); code != 2 {
+		t.Fatalf("bench without a mode: exit %d", code)
+	}
+}
