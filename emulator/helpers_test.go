@@ -12,7 +12,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -59,6 +61,9 @@ func runHelperServer() int {
 		lvl = slog.LevelDebug
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	if v, err := strconv.Atoi(os.Getenv("KVSRTC_HELPER_GOGC")); err == nil {
+		debug.SetGCPercent(v) // experiments only; the service itself never changes GC settings
+	}
 	if path := os.Getenv("KVSRTC_HELPER_CPUPROFILE"); path != "" {
 		f, err := os.Create(path)
 		if err == nil && pprof.StartCPUProfile(f) == nil {

@@ -100,6 +100,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			if s.hub != nil {
 				s.hub.Close()
 			}
+			if s.removeCAFile {
+				_ = os.Remove(s.caFile)
+			}
 		}
 	}()
 	reqHost, _, _ := net.SplitHostPort(cfg.Addr)

@@ -125,7 +125,6 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, reqID string) {
 		reject(&apiError{http.StatusServiceUnavailable, "ServiceUnavailableException", "The service is shutting down."}, "shutting down")
 		return
 	}
-	defer s.untrack(c)
 	m, err := s.hub.Join(hub.JoinRequest{
 		ChannelARN: arn,
 		MessageTTL: ch.messageTTL(),
@@ -135,6 +134,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, reqID string) {
 		Conn:       c,
 	})
 	if err != nil {
+		s.untrack(c)
 		reject(joinError(err), err.Error())
 		return
 	}
@@ -146,6 +146,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, reqID string) {
 	})
 	if err != nil || hw.conn == nil {
 		m.Leave()
+		s.untrack(c)
 		s.log.Info("connect failed during upgrade", "err", err, "remote", r.RemoteAddr)
 		if ws != nil {
 			_ = ws.CloseNow()
@@ -154,7 +155,14 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request, reqID string) {
 	}
 	ws.SetReadLimit(wsReadLimit)
 	c.log.Info("connected", "remote", r.RemoteAddr, "expires", res.Date.Add(res.Expires).UTC().Format(time.RFC3339))
-	c.run(ws, hw.conn, m)
+	// The connection runs in its own goroutine (owned by the Server through
+	// wsWG) so that the HTTP handler goroutine, with its deep stack and the
+	// request, ends here: an idle connection costs one small goroutine.
+	nc := hw.conn
+	go func() {
+		defer s.untrack(c)
+		c.run(ws, nc, m)
+	}()
 }
 
 // hijackWriter records the net.Conn that websocket.Accept hijacks, so that
@@ -397,19 +405,51 @@ func (c *wsConn) run(ws *websocket.Conn, nc net.Conn, m *hub.Member) {
 var goAwayFrame = []byte(`{"messageType":"GO_AWAY"}`)
 
 // readLoop hands text frames to the hub until the connection ends and
-// returns why it ended.
+// returns why it ended. Frames are read into pooled buffers: the hub does
+// not keep the frame after Handle returns.
 func (c *wsConn) readLoop(ws *websocket.Conn, m *hub.Member) string {
 	for {
-		typ, b, err := ws.Read(context.Background())
+		typ, rd, err := ws.Reader(context.Background())
 		if err != nil {
+			return describeReadErr(err)
+		}
+		bp := framePool.Get().(*[]byte)
+		b, err := readAllInto((*bp)[:0], rd)
+		if err != nil {
+			*bp = b[:0]
+			framePool.Put(bp)
 			return describeReadErr(err)
 		}
 		if typ != websocket.MessageText {
 			c.log.Info("binary frame ignored (KVS signaling is text only)", "bytes", len(b))
-			continue
+		} else {
+			c.touch()
+			m.Handle(b)
 		}
-		c.touch()
-		m.Handle(b)
+		if cap(b) <= wsReadLimit+1 {
+			*bp = b[:0]
+			framePool.Put(bp)
+		}
+	}
+}
+
+// framePool holds read buffers for client frames.
+var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+// readAllInto appends everything r yields to b.
+func readAllInto(b []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
 	}
 }
 
