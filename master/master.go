@@ -496,6 +496,21 @@ func (r *run) onOffer(ctx context.Context, ev signaling.Event) {
 		r.emit(Event{Kind: EventViewerFailed, ClientID: id, Err: err})
 	}
 	if len(r.peers) >= r.cfg.MaxViewers {
+		// A viewer that was answered but never connected has most likely
+		// given up (its answer was lost and it retried with a new client
+		// id): make room for the new offer instead of refusing it.
+		var stale *peer
+		for _, p := range r.peers {
+			if !p.joined && (stale == nil || p.since.Before(stale.since)) {
+				stale = p
+			}
+		}
+		if stale != nil {
+			r.log.Info("viewer limit reached; dropping a viewer that never connected", "dropped", stale.id, "viewer", id)
+			r.removePeer(stale, ErrConnectTimeout)
+		}
+	}
+	if len(r.peers) >= r.cfg.MaxViewers {
 		r.log.Warn("too many viewers; not answering the offer", "viewer", id, "max_viewers", r.cfg.MaxViewers)
 		fail(fmt.Errorf("%w: %d of %d connected", ErrTooManyViewers, len(r.peers), r.cfg.MaxViewers))
 		return

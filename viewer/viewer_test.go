@@ -339,3 +339,25 @@ func TestTenViewersAndAnEleventh(t *testing.T) {
 		}
 	}
 }
+
+// TestLostAnswersDoNotFillTheMaster: every attempt whose answer was lost
+// leaves an answered-but-never-connected peer on the master; more of them
+// than the viewer limit must not lock later viewers out.
+func TestLostAnswersDoNotFillTheMaster(t *testing.T) {
+	e := newEnv(t, emulator.Config{DisableQuotas: true})
+	e.startMaster(t, "cam")
+	if _, err := e.srv.Inject(emulator.Fault{Kind: emulator.FaultDrop, Channel: "cam", Action: kvsproto.ActionSDPAnswer, Count: 12}); err != nil {
+		t.Fatal(err)
+	}
+	p := viewer.RetryPolicy{AnswerTimeout: 300 * time.Millisecond, MaxAttempts: 14, BackoffBase: 5 * time.Millisecond, BackoffCap: 10 * time.Millisecond}
+	s, err := viewer.New(viewer.Config{Channel: "cam", Control: e.ctl, LoopbackOnly: true, Retry: p, Duration: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if sum := s.Summary(); sum.Attempts != 13 || sum.Frames == 0 {
+		t.Fatalf("want video on attempt 13, got %+v", sum)
+	}
+}
