@@ -1,6 +1,7 @@
 package viewer_test
 
 import (
+	"fmt"
 	"runtime"
 	"slices"
 	"testing"
@@ -96,7 +97,7 @@ func BenchmarkLostAnswerRecovery(b *testing.B) {
 //
 //	go test -run '^$' -bench ConcurrentViewers -benchtime 1x ./viewer
 func BenchmarkConcurrentViewers(b *testing.B) {
-	for _, n := range []int{1, 10} {
+	for _, n := range []int{1, 10, 50, 100} {
 		b.Run(itoa(n), func(b *testing.B) {
 			for b.Loop() {
 				benchViewers(b, n, 5*time.Second)
@@ -105,11 +106,19 @@ func BenchmarkConcurrentViewers(b *testing.B) {
 	}
 }
 
-func itoa(n int) string { return string(rune('0'+n/10)) + string(rune('0'+n%10)) }
+func itoa(n int) string { return fmt.Sprintf("%03d", n) }
 
 func benchViewers(b *testing.B, n int, dur time.Duration) {
+	// One master per 10 viewers (the KVS channel limit).
 	e := newEnv(b, emulator.Config{DisableQuotas: true})
-	e.startMaster(b, "cam")
+	channels := make([]string, (n+9)/10)
+	for i := range channels {
+		channels[i] = fmt.Sprintf("cam%d", i)
+		if _, err := e.srv.CreateChannel(b.Context(), channels[i], 0); err != nil {
+			b.Fatal(err)
+		}
+		e.startMaster(b, channels[i])
+	}
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
@@ -119,8 +128,8 @@ func benchViewers(b *testing.B, n int, dur time.Duration) {
 		err error
 	}
 	out := make(chan res, n)
-	for range n {
-		s, err := viewer.New(viewer.Config{Channel: "cam", Control: e.ctl, LoopbackOnly: true, Retry: fastPolicy(), Duration: dur})
+	for i := range n {
+		s, err := viewer.New(viewer.Config{Channel: channels[i/10], Control: e.ctl, LoopbackOnly: true, Retry: fastPolicy(), Duration: dur})
 		if err != nil {
 			b.Fatal(err)
 		}
