@@ -73,6 +73,7 @@ func runView(ctx context.Context, env *Env, args []string) error {
 	fs.BoolVar(&f.loopback, "loopback-only", false, "gather loopback ICE candidates only (local tests and demos)")
 	f.aws.register(fs)
 	f.logs.register(fs)
+	_ = fs.Set("log-level", "warn") // the status line says what happens; logs are for problems
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
