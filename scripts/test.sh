@@ -19,11 +19,23 @@ step() { printf '\n=== %s\n' "$*"; }
 need_apt=()
 command -v aws >/dev/null 2>&1 || need_apt+=(awscli)
 command -v ffprobe >/dev/null 2>&1 || need_apt+=(ffmpeg)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)   # internal/browsertest (headless, driven by chromedp)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)             # the official JS SDKs for internal/browsertest
 if [ ${#need_apt[@]} -gt 0 ]; then
   step "installing Debian packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+# The official KVS WebRTC JS SDK and AWS SDK (pinned in package-lock.json),
+# unmodified, for the interoperability tests in Chromium.
+npm_dir=internal/browsertest/js
+npm_stamp="$npm_dir/node_modules/.kvsrtc-lock-sha256"
+npm_sum=$(sha256sum "$npm_dir/package-lock.json" | cut -d' ' -f1)
+if [ "$(cat "$npm_stamp" 2>/dev/null)" != "$npm_sum" ]; then
+  step "npm ci in $npm_dir"
+  (cd "$npm_dir" && npm ci --legacy-peer-deps --ignore-scripts --no-audit --no-fund --loglevel=error)
+  echo "$npm_sum" > "$npm_stamp"
 fi
 if ! golangci-lint version 2>/dev/null | grep -q "${GOLANGCI_VERSION#v}"; then
   step "installing golangci-lint $GOLANGCI_VERSION"

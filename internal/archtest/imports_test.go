@@ -30,6 +30,9 @@ var allowed = map[string][]string{
 	"internal/archtest": {},
 	"cmd/kvsrtc":        {"internal/cli"},
 	"examples/...":      {"*"},
+
+	"internal/browsertest": {"*"}, // end-to-end tests in Chromium; test files only
+	"internal/resilience":  {"*"}, // the resilience matrix and the chaos soak; test files only
 }
 
 // thirdParty lists modules a package must not depend on at all (directly or

@@ -3,8 +3,10 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,12 +18,13 @@ import (
 	"github.com/kvsrtc/kvsrtc/emulator"
 	"github.com/kvsrtc/kvsrtc/master"
 	"github.com/kvsrtc/kvsrtc/media"
+	"github.com/kvsrtc/kvsrtc/player"
 	"github.com/kvsrtc/kvsrtc/rtc"
 	"github.com/kvsrtc/kvsrtc/viewer"
 )
 
 func init() {
-	register(command{name: "demo", summary: "everything on one machine: local KVS service, a test-pattern camera and a viewer", run: runDemo})
+	register(command{name: "demo", summary: "everything on one machine: local KVS service, a test-pattern camera, a viewer and the web player", run: runDemo})
 }
 
 const demoChannel = "demo"
@@ -30,11 +33,13 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "demo", "[flags]")
 	var (
 		listen   string
+		web      string
 		duration time.Duration
 		codec    string
 		lf       logFlags
 	)
 	fs.StringVar(&listen, "listen", defaultLocalListen, "address of the local KVS service (a free port is used if this one is taken)")
+	fs.StringVar(&web, "web", defaultServeListen, `address of the web player (a free port is used if this one is taken; "-" for none)`)
 	fs.DurationVar(&duration, "duration", 0, "stop after the viewer has streamed this long (default: until Ctrl-C)")
 	fs.StringVar(&codec, "codec", "H264", "video codec of the test pattern: H264 or VP8")
 	lf.register(fs)
@@ -92,7 +97,32 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 
 	fmt.Fprintf(env.Stdout, "kvsrtc demo: local KVS service at %s, camera (%s test pattern) on channel %q\n", srv.URL(), vc, demoChannel)
 
-	// 3. The viewer, with its live status.
+	// 3. The web player, on a generated access token. With a free port for
+	// the service (--listen HOST:0) it gets a free port too.
+	webSet := false
+	fs.Visit(func(f *flag.Flag) { webSet = webSet || f.Name == "web" })
+	if _, port, err := net.SplitHostPort(listen); !webSet && err == nil && port == "0" {
+		web = "127.0.0.1:0"
+	}
+	if web != "-" {
+		token, err := randomToken()
+		if err != nil {
+			return err
+		}
+		pcfg := player.Config{Control: ctl, Channels: []string{demoChannel}, Auth: token, LoopbackOnly: true, Logger: log.With("component", "player")}
+		p, err := startPlayer(ctx, pcfg, web, nil)
+		if err != nil && web == defaultServeListen && errors.Is(err, syscall.EADDRINUSE) {
+			p, err = startPlayer(ctx, pcfg, "127.0.0.1:0", nil)
+		}
+		if err != nil {
+			return fmt.Errorf("starting the web player: %w", err)
+		}
+		defer func() { _ = p.wait() }()
+		defer cancel()
+		fmt.Fprintf(env.Stdout, "kvsrtc demo: live video in your browser: %s\n", p.signInURL(token))
+	}
+
+	// 4. The viewer, with its live status.
 	status := newStatusLine(env.Stdout, isTerminal(env.Stdout))
 	var once sync.Once
 	vcfg := viewer.Config{Channel: demoChannel, Control: ctl, LoopbackOnly: true, Duration: duration, Logger: log.With("component", "viewer"),

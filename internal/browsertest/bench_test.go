@@ -1,0 +1,117 @@
+package browsertest
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kvsrtc/kvsrtc/player"
+)
+
+// TestBrowserBenchmark compares, in the same Chromium and against the same
+// kvsrtc master, the time from navigation to the first decoded (presented)
+// frame of the player page and of the official SDK viewer flow, over
+// KVSRTC_BROWSER_BENCH_LOADS loads each (default 20), alternating, each in a
+// fresh browser context (cold cache). It runs only with
+// KVSRTC_BROWSER_BENCH=1:
+//
+//	KVSRTC_BROWSER_BENCH=1 go test -run TestBrowserBenchmark -v ./internal/browsertest
+func TestBrowserBenchmark(t *testing.T) {
+	if os.Getenv("KVSRTC_BROWSER_BENCH") == "" {
+		t.Skip("set KVSRTC_BROWSER_BENCH=1 to run the browser benchmark")
+	}
+	loads := 20
+	if v, err := strconv.Atoi(os.Getenv("KVSRTC_BROWSER_BENCH_LOADS")); err == nil && v > 0 {
+		loads = v
+	}
+	ch := newChannel(t)
+	startMaster(t, ch)
+	p := startPlayer(t, player.Config{Channels: []string{ch}, SessionBurst: 1000})
+	// Sign in once per context: the cookie is set by a first navigation
+	// that is not measured.
+	ours := func() float64 {
+		tb := newTab(t, 30*time.Second)
+		defer tb.close()
+		tb.navigate(t, p.signIn("/login?next=/healthz"))
+		tb.navigate(t, p.url+"/?channel="+ch)
+		tb.await(t, 20*time.Second, playing, describePlayers)
+		ms := tb.players(t)[0].TTFFMs
+		// Free the master's viewer slot now (it allows 10).
+		tb.eval(t, "window.kvsrtc.players.forEach(p => p.stop()), true", nil)
+		return ms
+	}
+	official := func() float64 {
+		tb := newTab(t, 30*time.Second)
+		defer tb.close()
+		tb.navigate(t, officialPageURL("official-viewer", ch))
+		tb.await(t, 20*time.Second, "window.result.error !== null || (window.result.firstFrameMs !== null && window.result.frames >= 10)", "window.result")
+		ms := *tb.officialResult(t).FirstFrameMs
+		tb.eval(t, "window.viewer.peerConnection.close(), window.viewer.signalingClient.close(), true", nil)
+		return ms
+	}
+	// One warm-up each (the first page in a browser pays for process
+	// start-up); then alternate.
+	ours()
+	official()
+	var a, b []float64
+	for i := range loads {
+		time.Sleep(400 * time.Millisecond) // the service allows 3 viewer connects/s per channel
+		if i%2 == 0 {
+			a = append(a, ours())
+			b = append(b, official())
+		} else {
+			b = append(b, official())
+			a = append(a, ours())
+		}
+	}
+	sa, sb := summarize(a), summarize(b)
+	var out strings.Builder
+	fmt.Fprintf(&out, "| page | loads | median | p90 | mean | min | max |\n|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&out, "| kvsrtc player | %d | %s |\n", len(a), sa)
+	fmt.Fprintf(&out, "| official SDK viewer flow | %d | %s |\n", len(b), sb)
+	t.Logf("time from navigation to the first frame (ms):\n%s", out.String())
+	t.Logf("kvsrtc player: %v", round(a))
+	t.Logf("official flow: %v", round(b))
+	if ma, mb := median(a), median(b); ma > mb/2 {
+		t.Errorf("the player's median %.0f ms is more than half the official flow's %.0f ms", ma, mb)
+	}
+}
+
+type stats struct{ median, p90, mean, min, max float64 }
+
+func (s stats) String() string {
+	return fmt.Sprintf("%.0f ms | %.0f ms | %.0f ms | %.0f ms | %.0f ms", s.median, s.p90, s.mean, s.min, s.max)
+}
+
+func summarize(v []float64) stats {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	sum := 0.0
+	for _, x := range s {
+		sum += x
+	}
+	return stats{median: median(s), p90: s[int(math.Ceil(0.9*float64(len(s))))-1], mean: sum / float64(len(s)), min: s[0], max: s[len(s)-1]}
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+func round(v []float64) []int {
+	out := make([]int, len(v))
+	for i, x := range v {
+		out[i] = int(math.Round(x))
+	}
+	return out
+}

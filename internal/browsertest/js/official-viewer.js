@@ -1,0 +1,78 @@
+// The viewer flow of the KVS WebRTC JS SDK's README and examples/viewer.js:
+// DescribeSignalingChannel, GetSignalingChannelEndpoint (VIEWER),
+// GetIceServerConfig, then SignalingClient as VIEWER with trickle ICE.
+(async () => {
+  try {
+    const { region, endpoint, channelName, credentials } = params();
+    const video = document.getElementById('remote');
+    watchFirstFrame(video);
+    mark('start');
+
+    const kinesisVideoClient = new AWS.KinesisVideo({ region, ...credentials, endpoint, correctClockSkew: true });
+    const describe = await kinesisVideoClient.describeSignalingChannel({ ChannelName: channelName }).promise();
+    const channelARN = describe.ChannelInfo.ChannelARN;
+    mark('described');
+
+    const endpoints = await kinesisVideoClient
+      .getSignalingChannelEndpoint({
+        ChannelARN: channelARN,
+        SingleMasterChannelEndpointConfiguration: { Protocols: ['WSS', 'HTTPS'], Role: KVSWebRTC.Role.VIEWER },
+      })
+      .promise();
+    const endpointsByProtocol = endpoints.ResourceEndpointList.reduce((acc, e) => {
+      acc[e.Protocol] = e.ResourceEndpoint;
+      return acc;
+    }, {});
+    mark('endpoints');
+
+    const signalingChannelsClient = new AWS.KinesisVideoSignalingChannels({
+      region,
+      ...credentials,
+      endpoint: endpointsByProtocol.HTTPS,
+      correctClockSkew: true,
+    });
+    const ice = await signalingChannelsClient.getIceServerConfig({ ChannelARN: channelARN }).promise();
+    // No STUN entry: the KVS STUN host is on the internet and this test
+    // stays on loopback; the local service's TURN servers are used.
+    const iceServers = ice.IceServerList.map((s) => ({ urls: s.Uris, username: s.Username, credential: s.Password }));
+    mark('ice-servers');
+
+    const peerConnection = new RTCPeerConnection({ iceServers });
+    const clientId = Date.now().toString(36) + '-' + Math.random().toString(36).substring(2);
+    const signalingClient = new KVSWebRTC.SignalingClient({
+      channelARN,
+      channelEndpoint: endpointsByProtocol.WSS,
+      clientId,
+      role: KVSWebRTC.Role.VIEWER,
+      region,
+      credentials,
+      systemClockOffset: kinesisVideoClient.config.systemClockOffset,
+    });
+    window.viewer = { peerConnection, signalingClient };
+
+    signalingClient.on('open', async () => {
+      mark('ws-open');
+      const offer = await peerConnection.createOffer({ offerToReceiveAudio: true, offerToReceiveVideo: true });
+      await peerConnection.setLocalDescription(offer);
+      signalingClient.sendSdpOffer(peerConnection.localDescription);
+      mark('offer-sent');
+    });
+    signalingClient.on('sdpAnswer', async (answer) => {
+      mark('answer');
+      await peerConnection.setRemoteDescription(answer);
+    });
+    signalingClient.on('iceCandidate', (candidate) => peerConnection.addIceCandidate(candidate));
+    signalingClient.on('error', (e) => fail(e));
+    peerConnection.addEventListener('icecandidate', ({ candidate }) => {
+      if (candidate && loopbackCandidate(candidate)) signalingClient.sendIceCandidate(candidate);
+    });
+    peerConnection.addEventListener('connectionstatechange', () => mark('pc-' + peerConnection.connectionState));
+    peerConnection.addEventListener('track', (event) => {
+      if (video.srcObject) return;
+      video.srcObject = event.streams[0] || new MediaStream([event.track]);
+    });
+    signalingClient.open();
+  } catch (e) {
+    fail(e);
+  }
+})();

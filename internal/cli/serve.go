@@ -1,0 +1,208 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/kvsrtc/kvsrtc/control"
+	"github.com/kvsrtc/kvsrtc/kvsproto"
+	"github.com/kvsrtc/kvsrtc/player"
+	"github.com/kvsrtc/kvsrtc/viewer"
+)
+
+func init() {
+	register(command{
+		name:    "serve",
+		summary: "web player: live video from your channels in any browser; AWS keys stay on the server",
+		run:     runServe,
+	})
+}
+
+// defaultServeListen is the default --listen address of kvsrtc serve.
+const defaultServeListen = "127.0.0.1:8080"
+
+// authEnv is the environment variable --auth defaults to.
+const authEnv = "KVSRTC_AUTH"
+
+// serveFlags are the flags of kvsrtc serve.
+type serveFlags struct {
+	listen       string
+	channels     stringList
+	auth         string
+	noAuth       bool
+	tlsCert      string
+	tlsKey       string
+	relay        bool
+	loopback     bool
+	answerTO     time.Duration
+	attempts     int
+	sessionRate  float64
+	sessionBurst int
+	aws          awsFlags
+	logs         logFlags
+}
+
+func runServe(ctx context.Context, env *Env, args []string) error {
+	var f serveFlags
+	fs := newFlagSet(env, "serve", "--channel NAME [--channel NAME ...] [flags]")
+	fs.StringVar(&f.listen, "listen", defaultServeListen, "address to serve the player on")
+	fs.Var(&f.channels, "channel", "signaling channel to serve (repeatable); the API refuses every other channel")
+	fs.StringVar(&f.auth, "auth", "", "access token (or password) for the pages, the API and /metrics, at least 8 characters (default: $"+authEnv+", else a random one is generated and printed)")
+	fs.BoolVar(&f.noAuth, "no-auth", false, "serve without access control (anyone who reaches --listen sees the cameras)")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate (with --tls-key)")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.BoolVar(&f.relay, "relay", false, "make browsers use TURN relay candidates only")
+	fs.BoolVar(&f.loopback, "loopback-only", false, "browsers send only loopback ICE candidates (local tests and demos with kvsrtc master --loopback-only)")
+	fs.DurationVar(&f.answerTO, "answer-timeout", 0, "how long the page waits for the camera's answer per attempt (default 2.5s)")
+	fs.IntVar(&f.attempts, "max-attempts", 0, "attempts before the page gives up and shows the diagnosis (default 5)")
+	fs.Float64Var(&f.sessionRate, "session-rate", player.DefaultSessionRate, "sessions per second each client address may mint")
+	fs.IntVar(&f.sessionBurst, "session-burst", player.DefaultSessionBurst, "burst of sessions each client address may mint")
+	f.aws.register(fs)
+	f.logs.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if len(f.channels) == 0 {
+		return fmt.Errorf("%w: --channel NAME is required (repeat it for several cameras)", ErrUsage)
+	}
+	for _, c := range f.channels {
+		if err := kvsproto.ValidateChannelName(c); err != nil {
+			return fmt.Errorf("%w: --channel: %w", ErrUsage, err)
+		}
+	}
+	if (f.tlsCert == "") != (f.tlsKey == "") {
+		return fmt.Errorf("%w: give --tls-cert and --tls-key together", ErrUsage)
+	}
+	token, generated, err := f.token(env)
+	if err != nil {
+		return err
+	}
+	log, err := f.logs.logger(env.Stderr)
+	if err != nil {
+		return err
+	}
+	ctl, hc, err := f.aws.control(ctx, env, control.Config{Logger: log})
+	if err != nil {
+		return err
+	}
+	var tlsCfg *tls.Config
+	if f.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+		if err != nil {
+			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	cfg := player.Config{
+		Control: ctl, Channels: f.channels, Auth: token, NoAuth: f.noAuth, ForceRelay: f.relay, LoopbackOnly: f.loopback,
+		Retry:       viewer.RetryPolicy{AnswerTimeout: f.answerTO, MaxAttempts: f.attempts},
+		SessionRate: f.sessionRate, SessionBurst: f.sessionBurst, HTTPClient: hc, Logger: log,
+	}
+	p, err := startPlayer(ctx, cfg, f.listen, tlsCfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "kvsrtc serve: channels %s at %s\n", strings.Join(p.srv.Channels(), ", "), p.baseURL)
+	switch {
+	case generated:
+		fmt.Fprintf(env.Stdout, "open %s (generated access token; set --auth or $%s to choose one)\n", p.signInURL(token), authEnv)
+	case f.noAuth:
+		fmt.Fprintln(env.Stdout, "warning: --no-auth: anyone who can reach this address can watch the cameras")
+	default:
+		fmt.Fprintf(env.Stdout, "open %s and sign in with the --auth token\n", p.baseURL)
+	}
+	return p.wait()
+}
+
+// token decides the access token: --auth, $KVSRTC_AUTH, or a generated one.
+func (f *serveFlags) token(env *Env) (token string, generated bool, err error) {
+	token = f.auth
+	if token == "" && !f.noAuth {
+		token = env.Getenv(authEnv)
+	}
+	switch {
+	case f.noAuth && f.auth != "":
+		return "", false, fmt.Errorf("%w: give --auth or --no-auth, not both", ErrUsage)
+	case f.noAuth:
+		return "", false, nil
+	case token == "":
+		t, err := randomToken()
+		return t, true, err
+	case len(token) < 8:
+		return "", false, fmt.Errorf("%w: --auth: the token must have at least 8 characters", ErrUsage)
+	}
+	return token, false, nil
+}
+
+// randomToken returns 128 random bits, URL-safe.
+func randomToken() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+// runningPlayer is a player server started by startPlayer.
+type runningPlayer struct {
+	srv     *player.Server
+	baseURL string
+	done    chan error
+}
+
+// signInURL is the page address that signs a browser in with token.
+func (p *runningPlayer) signInURL(token string) string {
+	return p.baseURL + "/?token=" + url.QueryEscape(token)
+}
+
+// wait returns when the server has stopped (its context ended).
+func (p *runningPlayer) wait() error { return <-p.done }
+
+// startPlayer listens on addr and serves the player until ctx ends.
+func startPlayer(ctx context.Context, cfg player.Config, addr string, tlsCfg *tls.Config) (*runningPlayer, error) {
+	srv, err := player.New(cfg)
+	if err != nil {
+		if errors.Is(err, player.ErrInvalidConfig) {
+			return nil, fmt.Errorf("%w: %w", ErrUsage, err)
+		}
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	scheme := "http"
+	if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
+		scheme = "https"
+	}
+	p := &runningPlayer{srv: srv, baseURL: scheme + "://" + hostPort(ln.Addr()), done: make(chan error, 1)}
+	go func() { p.done <- srv.Serve(ctx, ln) }()
+	if cfg.Logger != nil {
+		cfg.Logger.Info("player listening", slog.String("url", p.baseURL))
+	}
+	return p, nil
+}
+
+// hostPort prints a listener address for a URL (an unspecified address as
+// 127.0.0.1).
+func hostPort(a net.Addr) string {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return a.String()
+	}
+	ip := ta.IP
+	if ip == nil || ip.IsUnspecified() {
+		ip = net.IPv4(127, 0, 0, 1)
+	}
+	return net.JoinHostPort(ip.String(), fmt.Sprint(ta.Port))
+}

@@ -1,0 +1,141 @@
+// kvsrtc web player: connect first. The server inlines this script (allowed
+// by its hash in the Content-Security-Policy) together with the sessions it
+// minted while rendering the page, so the signaling WebSocket, the peer
+// connection, the offer and the answer happen while the rest of the page is
+// still being built. The player (player.js) adopts what this started
+// (window.kvsrtcEarly) and handles everything after; nothing here is used
+// when the page has no sessions.
+(() => {
+  const el = document.getElementById('kvsrtc-sessions');
+  const cfgEl = document.getElementById('kvsrtc-config');
+  if (!el || !cfgEl || !window.RTCPeerConnection || !window.WebSocket) return;
+  let sessions;
+  let cfg;
+  try {
+    sessions = JSON.parse(el.textContent) || {};
+    cfg = JSON.parse(cfgEl.textContent) || {};
+  } catch {
+    return;
+  }
+  const b64 = (obj) => {
+    const bytes = new TextEncoder().encode(JSON.stringify(obj));
+    let bin = '';
+    for (let i = 0; i < bytes.length; i++) bin += String.fromCharCode(bytes[i]);
+    return btoa(bin);
+  };
+  const unb64 = (s) => {
+    const bin = atob(s);
+    const bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    return JSON.parse(new TextDecoder().decode(bytes));
+  };
+  const loopback = (line) => {
+    const a = (line.split(' ')[4] || '').toLowerCase();
+    return a.startsWith('127.') || a === '::1';
+  };
+  const early = (window.kvsrtcEarly = {});
+  // Settles when every early offer went out (or cannot go out soon): the
+  // player builds the page after it, so that the page does not compete
+  // with the offers for the main thread.
+  const pending = [];
+  for (const channel of Object.keys(sessions)) {
+    const s = sessions[channel];
+    const e = { session: s, messages: [], candidates: [], remote: [], tracks: [], t: { start: performance.now() } };
+    try {
+      e.ws = new WebSocket(s.signalingUrl);
+      e.pc = new RTCPeerConnection({ iceServers: s.iceServers, iceTransportPolicy: s.iceTransportPolicy || 'all', bundlePolicy: 'max-bundle' });
+    } catch {
+      if (e.ws) e.ws.close();
+      continue;
+    }
+    let settle;
+    pending.push(new Promise((r) => (settle = r)));
+    const send = (action, payload) => e.ws.send(JSON.stringify({ action, messagePayload: b64(payload) }));
+    const trySend = () => {
+      if (e.adopted || e.sent || !e.open || !e.offerSdp) return;
+      e.sent = true;
+      e.sentAt = e.t.sent = performance.now();
+      // The offer as created, without the candidates gathered since: they
+      // are trickled (and filtered) separately.
+      send('SDP_OFFER', { type: 'offer', sdp: e.offerSdp });
+      for (const c of e.candidates.splice(0)) send('ICE_CANDIDATE', c.toJSON());
+      settle();
+    };
+    e.ws.onopen = () => {
+      e.t.open = performance.now();
+      e.open = true;
+      trySend();
+    };
+    e.ws.onmessage = (m) => {
+      if (e.adopted) return;
+      let msg = null;
+      try {
+        msg = JSON.parse(m.data);
+      } catch {
+        // not an event
+      }
+      const type = msg && msg.messageType;
+      if (type === 'SDP_ANSWER' && !e.answer) {
+        try {
+          e.answer = { type: 'answer', sdp: unb64(msg.messagePayload).sdp };
+        } catch {
+          e.messages.push(m.data);
+          return;
+        }
+        e.t.answer = performance.now();
+        e.srd = e.sld.then(() => e.pc.setRemoteDescription(e.answer));
+        e.srd.then(() => {
+          e.t.srd = performance.now();
+          for (const c of e.remote.splice(0)) e.pc.addIceCandidate(c).catch(() => {});
+        }, () => {});
+      } else if (type === 'ICE_CANDIDATE' && e.answer) {
+        let c;
+        try {
+          c = unb64(msg.messagePayload);
+        } catch {
+          return;
+        }
+        e.srd.then(() => e.pc.addIceCandidate(c).catch(() => {}), () => {});
+      } else if (type === 'ICE_CANDIDATE') {
+        try {
+          e.remote.push(unb64(msg.messagePayload));
+        } catch {
+          // dropped, as the player would
+        }
+      } else {
+        e.messages.push(m.data);
+      }
+    };
+    e.ws.onclose = (ev) => {
+      settle();
+      e.closed = true;
+      e.closeCode = ev.code;
+    };
+    e.pc.addTransceiver('video', { direction: 'recvonly' });
+    e.pc.addTransceiver('audio', { direction: 'recvonly' });
+    e.pc.ontrack = (ev) => {
+      if (ev.receiver && 'jitterBufferTarget' in ev.receiver) ev.receiver.jitterBufferTarget = 0;
+      e.tracks.push(ev);
+    };
+    e.pc.onicecandidate = (ev) => {
+      const c = ev.candidate;
+      if (e.adopted || !c || !c.candidate || (cfg.loopbackOnly && !loopback(c.candidate))) return;
+      if (e.sent) send('ICE_CANDIDATE', c.toJSON());
+      else e.candidates.push(c);
+    };
+    // The offer goes out as soon as it exists; setLocalDescription runs
+    // meanwhile, and the answer is applied after it.
+    e.offer = e.pc.createOffer().then((o) => {
+      e.t.offer = performance.now();
+      e.offerSdp = o.sdp;
+      e.sld = e.pc.setLocalDescription(o);
+      e.sld.catch(settle);
+      trySend();
+    });
+    e.offer.catch(settle);
+    setTimeout(settle, 300); // the service may be slow
+    e.t.created = performance.now();
+    early[channel] = e;
+  }
+  window.kvsrtcEarlyReady = Promise.all(pending);
+})();

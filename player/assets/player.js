@@ -1,0 +1,856 @@
+// kvsrtc web player: one camera tile. Each connection attempt gets a fresh
+// session from the server (new client id, fresh presigned URL), waits a
+// bounded time for the answer and the first frame, and is torn down
+// completely before the next one. A playing tile restarts ICE when the
+// network path drops and reconnects from scratch when that fails or the
+// video stalls. When it gives up it shows the server's diagnosis.
+
+const now = () => performance.now();
+
+/** Whether an ICE candidate line names a loopback address. */
+function isLoopbackCandidate(line) {
+  // candidate:<foundation> <component> <transport> <priority> <address> <port> typ ...
+  const addr = (line.replace(/^a=/, '').split(' ')[4] || '').toLowerCase();
+  return addr.startsWith('127.') || addr === '::1' || addr === '[::1]';
+}
+
+/** Status texts by state. */
+function statusText(p) {
+  const of = ` (attempt ${p.attempt} of ${p.policy.maxAttempts})`;
+  switch (p.state) {
+    case 'connecting':
+      return p.attempt > 1 ? 'Connecting' + of : 'Connecting…';
+    case 'waiting':
+      return 'Waiting for the camera…' + (p.attempt > 1 ? of : '');
+    case 'negotiating':
+      return 'Camera answered, starting video…';
+    case 'retrying':
+      return 'Retrying' + of;
+    case 'reconnecting':
+      return p.attempt > 0 ? 'Reconnecting' + of : 'Reconnecting…';
+    case 'restarting':
+      return 'Connection lost, reconnecting…';
+    case 'playing':
+      return '';
+    case 'failed':
+      return '';
+    default:
+      return '';
+  }
+}
+
+class Player {
+  /**
+   * @param {HTMLElement} el the tile (see view())
+   * @param {string} channel channel name
+   * @param {object} policy retry policy from the page configuration
+   */
+  constructor(el, channel, policy, loopbackOnly) {
+    this.el = el;
+    this.channel = channel;
+    this.policy = policy;
+    this.loopbackOnly = !!loopbackOnly;
+    this.video = el.querySelector('video');
+    this.statusEl = el.querySelector('.status');
+    this.statusTextEl = el.querySelector('.status-text');
+    this.failureEl = el.querySelector('.failure');
+    this.statsEl = el.querySelector('.stats');
+    this.unmuteEl = el.querySelector('.unmute');
+    this.gen = 0;
+    this.state = 'idle';
+    this.attempt = 0;
+    this.attemptsTotal = 0;
+    this.recoveries = 0;
+    this.ttffMs = null;
+    this.startedAt = 0;
+    this.cur = null;
+    this.diagnosis = null;
+    this.lastCause = '';
+    this.clientIds = [];
+    this.events = [];
+    this.statsTimer = null;
+    this.prevStats = null;
+    this.stats = {};
+    el.querySelector('.retry').addEventListener('click', () => this.start());
+    this.unmuteEl.addEventListener('click', () => {
+      this.video.muted = false;
+      this.video.play().catch(() => {});
+      this.unmuteEl.hidden = true;
+    });
+    el.querySelector('.stats-toggle').addEventListener('click', () => this.toggleStats());
+    // The overlays appear with the first frame, or after half a second.
+    setTimeout(() => this.show(), 500);
+  }
+
+  show() {
+    this.el.classList.add('shown');
+  }
+
+  log(what, detail) {
+    const e = { t: Math.round(now()), what };
+    if (detail !== undefined) e.detail = detail;
+    this.events.push(e);
+    if (this.events.length > 200) this.events.shift();
+  }
+
+  setState(state, info) {
+    this.state = state;
+    this.el.dataset.state = state;
+    const text = statusText(this);
+    this.statusTextEl.textContent = text;
+    this.statusEl.hidden = text === '';
+    if (state !== 'failed') this.failureEl.hidden = true;
+    this.log('state', info ? `${state} ${info}` : state);
+  }
+
+  /** Starts (or restarts) the tile; startedAt is when the clock for the
+   * time to first frame started (default: now). */
+  start(startedAt) {
+    this.stop();
+    const gen = ++this.gen;
+    this.startedAt = startedAt === undefined ? now() : startedAt;
+    this.ttffMs = null;
+    this.diagnosis = null;
+    this.recoveries = 0;
+    this.run(gen).catch((e) => this.log('error', String(e)));
+  }
+
+  stop() {
+    this.gen++;
+    if (this.cur) this.cur.close();
+    this.cur = null;
+  }
+
+  backoff(n) {
+    const p = this.policy;
+    const d = Math.min(p.backoffCapMs, p.backoffBaseMs * 2 ** (n - 1));
+    return p.noJitter ? d : Math.random() * d;
+  }
+
+  async run(gen) {
+    const p = this.policy;
+    let began = now();
+    let reconnecting = false;
+    let last = null;
+    for (let n = 1; n <= p.maxAttempts; n++) {
+      if (gen !== this.gen) return;
+      if (n > 1) {
+        let wait = this.backoff(n - 1);
+        if (last && last.retryAfterMs) wait = Math.max(wait, last.retryAfterMs);
+        if (p.budgetMs > 0 && now() - began + wait > p.budgetMs) break;
+        this.attempt = n;
+        this.setState(reconnecting ? 'reconnecting' : 'retrying', `after ${last && last.cause}`);
+        await new Promise((r) => setTimeout(r, wait));
+        if (gen !== this.gen) return;
+      }
+      this.attempt = n;
+      this.attemptsTotal++;
+      this.setState(reconnecting ? 'reconnecting' : 'connecting');
+      const res = await new Promise((resolve) => {
+        this.cur = new Attempt(this, n, resolve);
+        this.cur.start();
+      });
+      this.cur = null;
+      if (gen !== this.gen) return;
+      this.lastCause = res.cause;
+      this.log('attempt-ended', `${res.cause} at ${res.stage}${res.played ? ' after playing' : ''}`);
+      if (res.played) {
+        // It played, then broke: start over with a fresh budget.
+        this.recoveries++;
+        api.report({ channel: this.channel, clientId: res.clientId || '', event: 'reconnect', cause: res.cause });
+        reconnecting = true;
+        began = now();
+        n = 0;
+        last = res;
+        continue;
+      }
+      api.report({ channel: this.channel, clientId: res.clientId || '', event: 'attempt-failed', cause: res.cause });
+      last = res;
+      if (!res.retryable) break;
+    }
+    if (gen !== this.gen) return;
+    await this.giveUp(gen, last, now() - began);
+  }
+
+  async giveUp(gen, last, elapsed) {
+    let d = last && last.diagnosis;
+    if (!d) {
+      try {
+        d = await api.diagnose({
+          channel: this.channel,
+          clientId: (last && last.clientId) || '',
+          cause: (last && last.cause) || '',
+          stage: (last && last.stage) || '',
+          attempts: this.attempt,
+          elapsedMs: Math.round(elapsed),
+        });
+      } catch (e) {
+        d = e instanceof ApiError ? e.diagnosis : null;
+      }
+    }
+    if (gen !== this.gen) return;
+    if (!d) {
+      d = {
+        cause: (last && last.cause) || 'unknown',
+        title: 'Connection failed',
+        message: `Could not connect to the camera of channel "${this.channel}".`,
+        advice: 'Press Retry.',
+      };
+    }
+    this.diagnosis = d;
+    this.show();
+    this.failureEl.querySelector('.failure-title').textContent = d.title;
+    this.failureEl.querySelector('.failure-message').textContent = d.message;
+    this.failureEl.querySelector('.failure-advice').textContent = d.advice;
+    this.failureEl.querySelector('.failure-cause').textContent = `cause: ${d.cause}`;
+    this.failureEl.hidden = false;
+    this.setState('failed', d.cause);
+  }
+
+  /** Called by the attempt when the first frame is shown. */
+  firstFrame(ms) {
+    this.show();
+    if (this.ttffMs === null) {
+      this.ttffMs = ms;
+      api.report({ channel: this.channel, clientId: this.cur ? this.cur.clientId : '', event: 'first-frame', ms });
+    }
+    this.setState('playing');
+  }
+
+  toggleStats(show) {
+    const on = show === undefined ? this.statsEl.hidden : show;
+    this.statsEl.hidden = !on;
+    if (on && !this.statsTimer) {
+      this.statsTimer = setInterval(() => this.updateStats(), 1000);
+      this.updateStats();
+    } else if (!on && this.statsTimer) {
+      clearInterval(this.statsTimer);
+      this.statsTimer = null;
+    }
+  }
+
+  async updateStats() {
+    const a = this.cur;
+    const s = {
+      channel: this.channel,
+      state: this.state,
+      attempt: this.attempt,
+      resolution: this.video.videoWidth ? `${this.video.videoWidth}x${this.video.videoHeight}` : '-',
+      ttff: this.ttffMs === null ? '-' : `${Math.round(this.ttffMs)} ms`,
+    };
+    if (a && a.pc) {
+      try {
+        const report = await a.pc.getStats();
+        let inbound = null;
+        let pair = null;
+        report.forEach((r) => {
+          if (r.type === 'inbound-rtp' && r.kind === 'video') inbound = r;
+          if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') pair = r;
+        });
+        if (inbound) {
+          const prev = this.prevStats;
+          if (prev && inbound.timestamp > prev.timestamp) {
+            const dt = (inbound.timestamp - prev.timestamp) / 1000;
+            s.bitrate = `${Math.round(((inbound.bytesReceived - prev.bytesReceived) * 8) / dt / 1000)} kbit/s`;
+            s.fps = inbound.framesPerSecond !== undefined ? String(inbound.framesPerSecond) : String(Math.round((inbound.framesDecoded - prev.framesDecoded) / dt));
+          }
+          this.prevStats = { timestamp: inbound.timestamp, bytesReceived: inbound.bytesReceived, framesDecoded: inbound.framesDecoded };
+          s.framesDecoded = inbound.framesDecoded;
+          const codec = inbound.codecId && report.get(inbound.codecId);
+          if (codec) s.codec = codec.mimeType;
+        }
+        if (pair && pair.currentRoundTripTime !== undefined) s.rtt = `${Math.round(pair.currentRoundTripTime * 1000)} ms`;
+      } catch {
+        // the connection went away
+      }
+    }
+    this.stats = s;
+    const lines = [
+      `resolution ${s.resolution}`,
+      `fps        ${s.fps || '-'}`,
+      `bitrate    ${s.bitrate || '-'}`,
+      `first frame ${s.ttff}`,
+      `codec      ${s.codec || '-'}`,
+      `rtt        ${s.rtt || '-'}`,
+      `attempt    ${s.attempt}`,
+    ];
+    this.statsEl.querySelector('pre').textContent = lines.join('\n');
+  }
+
+  /** A plain summary for tests and the console. */
+  snapshot() {
+    return {
+      channel: this.channel,
+      state: this.state,
+      attempt: this.attempt,
+      attemptsTotal: this.attemptsTotal,
+      recoveries: this.recoveries,
+      ttffMs: this.ttffMs,
+      width: this.video.videoWidth,
+      height: this.video.videoHeight,
+      framesDecoded: this.cur ? this.cur.framesDecoded : 0,
+      clientIds: this.clientIds.slice(),
+      lastCause: this.lastCause,
+      diagnosis: this.diagnosis,
+      status: this.statusEl.hidden ? '' : this.statusTextEl.textContent,
+      events: this.events.slice(-50),
+    };
+  }
+}
+
+/** The bootstrap's early start for channel, once. */
+function takeEarly(channel) {
+  const all = window.kvsrtcEarly;
+  const e = all && all[channel];
+  if (!e || e.adopted) return null;
+  delete all[channel];
+  return e;
+}
+
+/** One connection attempt: session, peer connection, signaling, timers. */
+class Attempt {
+  constructor(player, n, done) {
+    this.p = player;
+    this.n = n;
+    this.done = done;
+    this.policy = player.policy;
+    this.closed = false;
+    this.timers = new Set();
+    this.pc = null;
+    this.sig = null;
+    this.session = null;
+    this.clientId = '';
+    this.offerSent = false;
+    this.answered = false;
+    this.played = false;
+    this.remoteCands = [];
+    this.stream = null;
+    this.answerTimer = null;
+    this.mediaTimer = null;
+    this.restartTimer = null;
+    this.graceTimer = null;
+    this.restarting = false;
+    this.framesDecoded = 0;
+    this.lastFrameAt = 0;
+    this.vfc = null;
+    this.renewing = false;
+  }
+
+  timer(ms, fn) {
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      if (!this.closed) fn();
+    }, ms);
+    this.timers.add(t);
+    return t;
+  }
+
+  clear(t) {
+    if (t) {
+      clearTimeout(t);
+      clearInterval(t);
+      this.timers.delete(t);
+    }
+    return null;
+  }
+
+  finish(cause, stage, extra) {
+    if (this.closed) return;
+    const res = Object.assign({ cause, stage, retryable: true, played: this.played, clientId: this.clientId }, extra || {});
+    this.close();
+    this.done(res);
+  }
+
+  /** Tears everything down: timers, signaling, peer connection, video. */
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    for (const t of this.timers) {
+      clearTimeout(t);
+      clearInterval(t);
+    }
+    this.timers.clear();
+    if (this.sig) this.sig.close();
+    this.sig = null;
+    if (this.pc) {
+      const pc = this.pc;
+      pc.ontrack = pc.onicecandidate = pc.onconnectionstatechange = null;
+      pc.close();
+    }
+    this.pc = null;
+    const v = this.p.video;
+    if (this.vfc !== null && v.cancelVideoFrameCallback) v.cancelVideoFrameCallback(this.vfc);
+    this.vfc = null;
+    if (v.srcObject === this.stream) v.srcObject = null;
+    this.stream = null;
+    this.p.unmuteEl.hidden = true;
+  }
+
+  async start() {
+    const early = takeEarly(this.p.channel);
+    if (early) {
+      this.adopt(early);
+      return;
+    }
+    let sess;
+    try {
+      sess = await api.session(this.p.channel);
+    } catch (e) {
+      const err = e instanceof ApiError ? e : new ApiError(0, null, 0);
+      const d = err.diagnosis;
+      // The server's own refusal is the diagnosis, unless retrying helps.
+      this.finish(d.cause, 'session', {
+        retryable: !!d.retryable,
+        diagnosis: d.retryable ? null : d,
+        retryAfterMs: err.retryAfterMs,
+      });
+      return;
+    }
+    if (this.closed) return;
+    this.useSession(sess);
+    const pc = (this.pc = new RTCPeerConnection({
+      iceServers: sess.iceServers,
+      iceTransportPolicy: sess.iceTransportPolicy || 'all',
+      bundlePolicy: 'max-bundle',
+    }));
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    pc.addTransceiver('audio', { direction: 'recvonly' });
+    this.wirePeer();
+    // The signaling socket opens while the offer is made.
+    this.openSignaling(sess.signalingUrl, true);
+    this.openTimer = this.timer(this.policy.answerTimeoutMs, () => {
+      if (!this.offerSent) this.finish('signaling-lost', 'signaling');
+    });
+    let offer;
+    try {
+      offer = await pc.createOffer();
+    } catch (e) {
+      this.finish('bad-offer', 'offer', { retryable: false, detail: String(e) });
+      return;
+    }
+    if (this.closed) return;
+    // The offer goes out as soon as it exists; the answer waits for
+    // setLocalDescription (this.sld).
+    this.offerSdp = offer.sdp;
+    this.sld = pc.setLocalDescription(offer);
+    this.sld.catch((e) => this.finish('bad-offer', 'offer', { retryable: false, detail: String(e) }));
+    this.offerReady = true;
+    this.maybeSendOffer();
+  }
+
+  useSession(sess) {
+    this.session = sess;
+    this.clientId = sess.clientId;
+    this.p.clientIds.push(sess.clientId);
+  }
+
+  wirePeer() {
+    const pc = this.pc;
+    pc.ontrack = (ev) => this.onTrack(ev);
+    pc.onicecandidate = (ev) => {
+      const c = ev.candidate;
+      if (!c || !c.candidate || !this.sig) return;
+      if (this.p.loopbackOnly && !isLoopbackCandidate(c.candidate)) return;
+      this.sig.sendCandidate(c);
+    };
+    pc.onconnectionstatechange = () => this.onConnectionState();
+  }
+
+  /** Takes over what the page's bootstrap started with the session the
+   * server embedded: socket, peer connection, offer, and maybe the answer. */
+  adopt(e) {
+    e.adopted = true;
+    const t = JSON.stringify(e.t, (k, v) => (typeof v === 'number' ? Math.round(v) : v));
+    this.p.log('adopted', (e.answer ? 'answered' : e.sent ? 'offer sent' : e.open ? 'socket open' : 'socket opening') + ' ' + t);
+    this.useSession(e.session);
+    this.pc = e.pc;
+    this.wirePeer();
+    this.remoteCands.push(...e.remote.splice(0));
+    this.openSignaling(e.ws, true, e.messages.splice(0));
+    if (e.closed) {
+      this.finish('signaling-lost', 'signaling', { detail: `closed ${e.closeCode}` });
+      return;
+    }
+    for (const ev of e.tracks.splice(0)) this.onTrack(ev);
+    if (e.sent) {
+      this.offerSdp = e.offerSdp;
+      this.sld = e.sld;
+      this.offerReady = true;
+      this.offerSent = true;
+      this.sig.release();
+      if (e.answer) {
+        this.answered = true;
+        e.srd.then(
+          () => {
+            if (this.closed) return;
+            for (const c of this.remoteCands.splice(0)) this.addCandidate(c);
+            this.afterAnswer();
+          },
+          (err) => this.finish('bad-offer', 'answer', { retryable: false, detail: String(err) }),
+        );
+        return;
+      }
+      this.p.setState('waiting');
+      const left = Math.max(0, this.policy.answerTimeoutMs - (now() - e.sentAt));
+      this.answerTimer = this.timer(left, () => this.finish('no-answer', 'answer'));
+      return;
+    }
+    for (const c of e.candidates.splice(0)) this.sig.sendCandidate(c);
+    this.openTimer = this.timer(this.policy.answerTimeoutMs, () => {
+      if (!this.offerSent) this.finish('signaling-lost', 'signaling');
+    });
+    // e.offer resolves when the offer exists (e.sld applies it).
+    e.offer.then(
+      () => {
+        if (this.closed) return;
+        this.offerSdp = e.offerSdp;
+        this.sld = e.sld;
+        this.offerReady = true;
+        this.maybeSendOffer();
+      },
+      (err) => this.finish('bad-offer', 'offer', { retryable: false, detail: String(err) }),
+    );
+  }
+
+  openSignaling(url, first, buffered) {
+    const sig = new Signaling(url, {
+      open: () => {
+        if (sig !== this.sig) return;
+        this.p.log('signaling-open');
+        if (first) this.maybeSendOffer();
+      },
+      answer: (desc) => this.onAnswer(desc),
+      candidate: (c) => this.onRemoteCandidate(c),
+      status: (st) => this.p.log('status-response', JSON.stringify(st)),
+      goAway: () => {
+        this.p.log('go-away');
+        this.renewSignaling('go-away');
+      },
+      reconnectICE: () => {
+        this.p.log('reconnect-ice-server');
+        this.renewSignaling('ice-expired', true);
+      },
+      close: (code) => {
+        if (sig !== this.sig) return;
+        this.p.log('signaling-closed', code);
+        this.sig = null;
+        if (!this.answered) {
+          this.finish('signaling-lost', 'signaling', { detail: `closed ${code}` });
+        } else {
+          // Media does not need the socket; renew it for ICE restarts.
+          this.timer(500, () => this.renewSignaling('signaling-lost'));
+        }
+      },
+      error: () => this.p.log('signaling-error'),
+    }, buffered);
+    sig.hold = first && !this.offerSent;
+    const old = this.sig;
+    this.sig = sig;
+    if (first && sig.open) queueMicrotask(() => this.maybeSendOffer());
+    if (old && old !== sig) {
+      // Keep the old socket a moment: a message may still be on its way.
+      this.timer(2000, () => old.close());
+    }
+  }
+
+  maybeSendOffer() {
+    if (this.offerSent || !this.offerReady || !this.sig || !this.sig.open) return;
+    this.offerSent = true;
+    this.openTimer = this.clear(this.openTimer);
+    // The offer as created: candidates gathered since then are trickled
+    // (and filtered) on their own.
+    this.sig.sendOffer({ type: 'offer', sdp: this.offerSdp });
+    this.sig.release();
+    this.p.setState('waiting');
+    this.answerTimer = this.timer(this.policy.answerTimeoutMs, () => this.finish('no-answer', 'answer'));
+  }
+
+  async onAnswer(desc) {
+    if (this.closed || !this.pc) return;
+    this.p.log('answer');
+    try {
+      await this.sld; // the offer may have gone out before it was applied
+    } catch {
+      return;
+    }
+    if (this.closed || !this.pc) return;
+    if (this.pc.signalingState !== 'have-local-offer') return; // a duplicate
+    const first = !this.answered;
+    this.answered = true;
+    this.answerTimer = this.clear(this.answerTimer);
+    try {
+      await this.pc.setRemoteDescription(desc);
+    } catch (e) {
+      this.finish('bad-offer', 'answer', { retryable: false, detail: String(e) });
+      return;
+    }
+    if (this.closed) return;
+    for (const c of this.remoteCands.splice(0)) this.addCandidate(c);
+    if (first) this.afterAnswer();
+    else if (this.restarting && this.pc.connectionState === 'connected') {
+      // An ICE restart keeps the working path until the new one is up, so
+      // the state may never leave "connected".
+      this.restartDone();
+    }
+  }
+
+  /** The answer is applied: wait a bounded time for the first frame. */
+  afterAnswer() {
+    if (!this.played) this.p.setState('negotiating');
+    this.mediaTimer = this.timer(this.policy.mediaTimeoutMs, () => {
+      const st = this.pc && this.pc.connectionState;
+      this.finish(st === 'connected' ? 'no-media' : 'ice-failed', st === 'connected' ? 'media' : 'ice');
+    });
+  }
+
+  onRemoteCandidate(c) {
+    if (!this.pc) return;
+    if (!this.pc.remoteDescription) this.remoteCands.push(c);
+    else this.addCandidate(c);
+  }
+
+  addCandidate(c) {
+    this.pc.addIceCandidate(c).catch((e) => this.p.log('bad-candidate', String(e)));
+  }
+
+  onTrack(ev) {
+    // Live camera: play each frame as soon as it is decoded.
+    if (ev.receiver && 'jitterBufferTarget' in ev.receiver) ev.receiver.jitterBufferTarget = 0;
+    if (!this.stream) {
+      this.stream = new MediaStream();
+      this.p.video.srcObject = this.stream;
+    }
+    this.stream.addTrack(ev.track);
+    if (ev.track.kind === 'audio') {
+      if (this.p.video.muted) this.p.unmuteEl.hidden = false;
+      return;
+    }
+    this.p.video.play().catch(() => {});
+    this.watchFrames();
+  }
+
+  /** Counts presented frames; the first one ends the attempt's setup. */
+  watchFrames() {
+    const v = this.p.video;
+    if (!v.requestVideoFrameCallback) {
+      // Without rVFC, the 'playing' event stands for the first frame.
+      v.addEventListener('playing', () => !this.closed && this.onFrame(), { once: true });
+      this.timer(250, () => this.pollFrames());
+      return;
+    }
+    const cb = (ts, meta) => {
+      if (this.closed) return;
+      this.framesDecoded = meta && meta.presentedFrames ? meta.presentedFrames : this.framesDecoded + 1;
+      this.onFrame();
+      this.vfc = v.requestVideoFrameCallback(cb);
+    };
+    this.vfc = v.requestVideoFrameCallback(cb);
+  }
+
+  async pollFrames() {
+    if (!this.pc) return;
+    try {
+      const report = await this.pc.getStats();
+      report.forEach((r) => {
+        if (r.type === 'inbound-rtp' && r.kind === 'video' && r.framesDecoded > this.framesDecoded) {
+          this.framesDecoded = r.framesDecoded;
+          this.onFrame();
+        }
+      });
+    } catch {
+      return;
+    }
+    if (!this.closed) this.timer(250, () => this.pollFrames());
+  }
+
+  onFrame() {
+    this.lastFrameAt = now();
+    if (this.played) return;
+    this.played = true;
+    this.mediaTimer = this.clear(this.mediaTimer);
+    this.p.firstFrame(now() - this.p.startedAt);
+    // Stall watch: no new decoded frame for stallTimeoutMs means the camera
+    // stopped. Decoding is read from the stats too, since a hidden tab
+    // presents no frames (and so gets no frame callbacks).
+    const every = Math.max(250, Math.min(1000, this.policy.stallTimeoutMs / 4));
+    let decoded = -1;
+    const iv = setInterval(async () => {
+      if (this.closed || !this.pc) return;
+      try {
+        const report = await this.pc.getStats();
+        report.forEach((r) => {
+          if (r.type === 'inbound-rtp' && r.kind === 'video' && r.framesDecoded !== undefined) {
+            if (r.framesDecoded > decoded && decoded >= 0) this.lastFrameAt = now();
+            decoded = r.framesDecoded;
+          }
+        });
+      } catch {
+        // the connection went away; the checks below decide
+      }
+      if (this.closed) return;
+      if (now() - this.lastFrameAt > this.policy.stallTimeoutMs) {
+        if (this.restarting) return; // the restart has its own bound
+        this.finish('master-gone', 'media');
+      }
+    }, every);
+    this.timers.add(iv);
+  }
+
+  onConnectionState() {
+    if (this.closed || !this.pc) return;
+    const st = this.pc.connectionState;
+    this.p.log('connection', st);
+    switch (st) {
+      case 'connected':
+        this.graceTimer = this.clear(this.graceTimer);
+        if (this.restarting && this.pc.signalingState === 'stable') this.restartDone();
+        break;
+      case 'disconnected':
+        if (this.played && !this.restarting && !this.graceTimer) {
+          this.graceTimer = this.timer(this.policy.iceRestartGraceMs, () => {
+            this.graceTimer = null;
+            this.restartICE('network-change');
+          });
+        }
+        break;
+      case 'failed':
+        if (this.played) this.restartICE('network-change');
+        else this.finish('ice-failed', 'ice');
+        break;
+      default:
+    }
+  }
+
+  restartDone() {
+    this.restarting = false;
+    this.restartTimer = this.clear(this.restartTimer);
+    this.p.log('ice-restarted');
+    this.p.setState(this.played ? 'playing' : 'negotiating');
+  }
+
+  /** ICE restart over the (renewed if need be) signaling connection; a full
+   * reconnect when it does not connect in time. */
+  async restartICE(why) {
+    if (this.closed || this.restarting) return;
+    this.restarting = true;
+    this.p.setState('restarting', why);
+    api.report({ channel: this.p.channel, clientId: this.clientId, event: 'reconnect', cause: why });
+    this.restartTimer = this.timer(this.policy.answerTimeoutMs + 5000, () => this.finish(why, 'ice-restart'));
+    if (!this.sig || !this.sig.open) {
+      const ok = await this.renewSignaling(why);
+      if (!ok || this.closed) return;
+    }
+    try {
+      const offer = await this.pc.createOffer({ iceRestart: true });
+      await this.pc.setLocalDescription(offer);
+      if (this.closed) return;
+      if (this.sig) this.sig.sendOffer({ type: 'offer', sdp: offer.sdp });
+    } catch (e) {
+      this.finish(why, 'ice-restart', { detail: String(e) });
+    }
+  }
+
+  /** A new signaling connection for the same client id (GO_AWAY, a lost
+   * socket, new ICE servers); media keeps flowing meanwhile. */
+  async renewSignaling(why, newICE) {
+    if (this.closed || this.renewing) return false;
+    this.renewing = true;
+    try {
+      for (let i = 0; i < 3 && !this.closed; i++) {
+        try {
+          const sess = await api.session(this.p.channel, this.clientId);
+          if (this.closed) return false;
+          this.session = sess;
+          const opened = new Promise((resolve) => {
+            this.openSignaling(sess.signalingUrl, false);
+            const sig = this.sig;
+            const check = setInterval(() => {
+              if (this.closed || sig.closed || sig.open) {
+                clearInterval(check);
+                resolve(sig.open);
+              }
+            }, 20);
+            this.timers.add(check);
+          });
+          if (!(await opened)) continue;
+          this.p.log('signaling-renewed', why);
+          if (newICE && this.pc) {
+            this.pc.setConfiguration(Object.assign(this.pc.getConfiguration(), { iceServers: sess.iceServers }));
+            this.renewing = false;
+            this.restartICE('ice-expired');
+          }
+          return true;
+        } catch (e) {
+          this.p.log('renew-failed', String(e));
+          await new Promise((r) => setTimeout(r, 500 * (i + 1)));
+        }
+      }
+      return false;
+    } finally {
+      this.renewing = false;
+    }
+  }
+}
+
+/** Builds a tile for a channel inside parent and returns its element. */
+function view(parent, channel) {
+  const el = document.createElement('div');
+  el.className = 'player';
+  el.dataset.channel = channel;
+  const video = document.createElement('video');
+  video.autoplay = true;
+  video.muted = true;
+  video.playsInline = true;
+  el.append(video);
+
+  const status = document.createElement('div');
+  status.className = 'status';
+  status.setAttribute('role', 'status');
+  const spin = document.createElement('span');
+  spin.className = 'spinner';
+  const text = document.createElement('span');
+  text.className = 'status-text';
+  status.append(spin, text);
+  el.append(status);
+
+  const failure = document.createElement('div');
+  failure.className = 'failure';
+  failure.setAttribute('role', 'alert');
+  failure.hidden = true;
+  for (const [tag, cls] of [['h2', 'failure-title'], ['p', 'failure-message'], ['p', 'failure-advice'], ['p', 'failure-cause']]) {
+    const e = document.createElement(tag);
+    e.className = cls;
+    failure.append(e);
+  }
+  const retry = document.createElement('button');
+  retry.className = 'retry';
+  retry.type = 'button';
+  retry.textContent = 'Retry';
+  failure.append(retry);
+  el.append(failure);
+
+  const stats = document.createElement('div');
+  stats.className = 'stats';
+  stats.hidden = true;
+  stats.append(document.createElement('pre'));
+  el.append(stats);
+
+  const bar = document.createElement('div');
+  bar.className = 'bar';
+  const label = document.createElement('span');
+  label.className = 'label';
+  label.textContent = channel;
+  const unmute = document.createElement('button');
+  unmute.className = 'unmute';
+  unmute.type = 'button';
+  unmute.textContent = 'Sound on';
+  unmute.hidden = true;
+  const st = document.createElement('button');
+  st.className = 'stats-toggle';
+  st.type = 'button';
+  st.textContent = 'Stats';
+  bar.append(label, unmute, st);
+  el.append(bar);
+  parent.append(el);
+  return el;
+}

@@ -1,0 +1,207 @@
+package player
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/kvsrtc/kvsrtc/control"
+	"github.com/kvsrtc/kvsrtc/kvsproto"
+	"github.com/kvsrtc/kvsrtc/viewer"
+)
+
+// Defaults used for zero Config fields.
+const (
+	DefaultPresignExpiry   = 60 * time.Second
+	DefaultSessionRate     = 2.0 // sessions per second and client address
+	DefaultSessionBurst    = 20
+	DefaultChannelRefresh  = 10 * time.Minute
+	DefaultClientIDPrefix  = "kvsrtc-web-"
+	DefaultStallTimeout    = 5 * time.Second
+	DefaultICERestartGrace = 2 * time.Second
+	minAuthLen             = 8
+)
+
+// ErrInvalidConfig is matched (errors.Is) by every error New returns for a
+// Config it cannot use; the message names the field and the fix.
+var ErrInvalidConfig = errors.New("player: invalid config")
+
+// Config configures a Server. Control and Channels are required, and so is
+// Auth unless NoAuth says otherwise; every other zero value works.
+type Config struct {
+	// Control is the control-plane client. Its credentials (the standard
+	// AWS chain) sign every presigned URL; they never leave the server.
+	Control *control.Client
+	// Channels are the signaling channel names the server serves; the API
+	// refuses every other channel.
+	Channels []string
+	// Auth is the token (or password) that protects the pages, the API and
+	// /metrics: at least 8 characters. Browsers present it once (login form
+	// or ?token=) and then carry an HttpOnly cookie derived from it; scripts
+	// send "Authorization: Bearer TOKEN".
+	Auth string
+	// NoAuth serves without any access control. It must be set explicitly
+	// (and Auth left empty): cameras are private by default.
+	NoAuth bool
+
+	// Retry is the page's answer timeout and retry policy (zero fields take
+	// viewer.DefaultRetryPolicy's values).
+	Retry viewer.RetryPolicy
+	// StallTimeout is how long the page may play without a new frame before
+	// it reconnects (0: 5 s).
+	StallTimeout time.Duration
+	// ICERestartGrace is how long the page waits in ICE "disconnected"
+	// before it restarts ICE (0: 2 s).
+	ICERestartGrace time.Duration
+	// ForceRelay makes the page use TURN relay candidates only.
+	ForceRelay bool
+	// LoopbackOnly makes the page send only its loopback (127.0.0.1, ::1)
+	// ICE candidates, for tests and demos where camera, server and browser
+	// share one machine and no traffic may leave loopback.
+	LoopbackOnly bool
+
+	// PresignExpiry is the lifetime of the presigned signaling URLs handed
+	// to browsers (0: 60 s; at most 299 s, the JS SDK's value).
+	PresignExpiry time.Duration
+	// ClientIDPrefix starts every client id minted for a browser (""
+	// = "kvsrtc-web-").
+	ClientIDPrefix string
+	// SessionRate and SessionBurst bound session minting per client address
+	// (token bucket; 0: 2 per second, burst 20).
+	SessionRate  float64
+	SessionBurst int
+	// ChannelRefresh is how often the channel ARNs and endpoints are
+	// resolved again in the background (0: 10 min). ICE servers are
+	// refreshed ahead of their own expiry.
+	ChannelRefresh time.Duration
+
+	// HTTPClient makes the server's own signaling probe (a diagnosis of a
+	// WebSocket the browser could not open) with the TLS roots of the
+	// signaling endpoint. Nil: http.DefaultClient.
+	HTTPClient *http.Client
+
+	// Logger receives the server's log (nil: discard). Presigned URLs and
+	// credentials are never logged.
+	Logger *slog.Logger
+	// Now is the clock for rate limits and caches (nil: time.Now). Presigned
+	// URLs use the control client's skew-corrected clock.
+	Now func() time.Time
+}
+
+func invalid(field, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s", ErrInvalidConfig, field, fmt.Sprintf(format, args...))
+}
+
+// withDefaults checks cfg and fills its defaults.
+func (c Config) withDefaults() (Config, error) {
+	if c.Control == nil {
+		return c, invalid("Control", "a control-plane client is required (control.New)")
+	}
+	if len(c.Channels) == 0 {
+		return c, invalid("Channels", "name at least one channel to serve (--channel NAME)")
+	}
+	seen := make(map[string]bool)
+	var chans []string
+	for _, n := range c.Channels {
+		if err := kvsproto.ValidateChannelName(n); err != nil {
+			return c, invalid("Channels", "%v", err)
+		}
+		if !seen[n] {
+			seen[n] = true
+			chans = append(chans, n)
+		}
+	}
+	c.Channels = chans
+	switch {
+	case c.NoAuth && c.Auth != "":
+		return c, invalid("Auth", "give a token or NoAuth, not both")
+	case !c.NoAuth && c.Auth == "":
+		return c, invalid("Auth", "a token or password is required (--auth); cameras are private")
+	case !c.NoAuth && len(c.Auth) < minAuthLen:
+		return c, invalid("Auth", "the token must have at least %d characters", minAuthLen)
+	}
+	if _, err := validatePolicy(c.Retry); err != nil {
+		return c, invalid("Retry", "%v", err)
+	}
+	if c.StallTimeout == 0 {
+		c.StallTimeout = DefaultStallTimeout
+	}
+	if c.ICERestartGrace == 0 {
+		c.ICERestartGrace = DefaultICERestartGrace
+	}
+	if c.StallTimeout < 0 || c.ICERestartGrace < 0 {
+		return c, invalid("StallTimeout/ICERestartGrace", "must not be negative")
+	}
+	if c.PresignExpiry == 0 {
+		c.PresignExpiry = DefaultPresignExpiry
+	}
+	if c.PresignExpiry < 5*time.Second || c.PresignExpiry > 299*time.Second {
+		return c, invalid("PresignExpiry", "%v is outside 5s..299s", c.PresignExpiry)
+	}
+	if c.ClientIDPrefix == "" {
+		c.ClientIDPrefix = DefaultClientIDPrefix
+	}
+	if err := kvsproto.ValidateClientID(c.ClientIDPrefix + "0"); err != nil {
+		return c, invalid("ClientIDPrefix", "%v", err)
+	}
+	if len(c.ClientIDPrefix)+16 > kvsproto.MaxClientIDLen {
+		return c, invalid("ClientIDPrefix", "too long")
+	}
+	if c.SessionRate == 0 {
+		c.SessionRate = DefaultSessionRate
+	}
+	if c.SessionBurst == 0 {
+		c.SessionBurst = DefaultSessionBurst
+	}
+	if c.SessionRate < 0 || c.SessionBurst < 1 {
+		return c, invalid("SessionRate/SessionBurst", "rate must be positive and burst at least 1")
+	}
+	if c.ChannelRefresh == 0 {
+		c.ChannelRefresh = DefaultChannelRefresh
+	}
+	if c.ChannelRefresh < time.Second {
+		return c, invalid("ChannelRefresh", "%v is shorter than 1s", c.ChannelRefresh)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c, nil
+}
+
+// validatePolicy fills p's zero fields with viewer.DefaultRetryPolicy and
+// checks the result.
+func validatePolicy(p viewer.RetryPolicy) (viewer.RetryPolicy, error) {
+	d := viewer.DefaultRetryPolicy()
+	if p.AnswerTimeout == 0 {
+		p.AnswerTimeout = d.AnswerTimeout
+	}
+	if p.MediaTimeout == 0 {
+		p.MediaTimeout = d.MediaTimeout
+	}
+	if p.MaxAttempts == 0 {
+		p.MaxAttempts = d.MaxAttempts
+	}
+	if p.BackoffBase == 0 {
+		p.BackoffBase = d.BackoffBase
+	}
+	if p.BackoffCap == 0 {
+		p.BackoffCap = d.BackoffCap
+	}
+	if p.TotalBudget == 0 {
+		p.TotalBudget = d.TotalBudget
+	}
+	switch {
+	case p.AnswerTimeout < 0 || p.MediaTimeout < 0 || p.BackoffBase < 0 || p.BackoffCap < 0:
+		return p, errors.New("durations must not be negative")
+	case p.MaxAttempts < 1:
+		return p, errors.New("MaxAttempts must be at least 1")
+	case p.BackoffCap < p.BackoffBase:
+		return p, errors.New("BackoffCap must not be shorter than BackoffBase")
+	}
+	return p, nil
+}

@@ -1,0 +1,60 @@
+// Package player is kvsrtc's web player: an HTTP server that shows live
+// video from KVS WebRTC cameras in any browser while every long-lived
+// secret stays on the server.
+//
+// The pages, scripts and styles are embedded in the binary (go:embed);
+// nothing is fetched from a CDN and no AWS SDK runs in the browser. Each
+// connection attempt uses a session: the server, holding the AWS
+// credentials, takes the channel's ARN, endpoints and ICE servers from
+// caches it keeps fresh in the background (ICE servers are refreshed ahead
+// of their TTL), mints a fresh viewer client id and a short-lived presigned
+// wss:// URL, and hands out only those (Session). The first session of a
+// page is minted while the page is rendered and embedded in it, with a
+// Link preconnect header for the signaling endpoint; a small inline
+// bootstrap script opens the WebSocket, creates the peer connection and
+// sends the offer before the rest of the page has loaded. Later attempts
+// ask POST /api/session. The page runs the KVS viewer protocol itself with
+// a small signaling client: offer, trickle ICE, answer, video (and audio
+// after a click). Both inline scripts are allowed by their hashes in the
+// Content-Security-Policy; nothing else runs.
+//
+// The page's retry policy follows viewer.RetryPolicy: a bounded wait for the
+// answer and for the first frame, retries with jittered exponential backoff,
+// a fresh session per attempt and a complete teardown of the previous one;
+// ICE restart (over a renewed signaling URL for the same client id) when
+// the network path drops while playing, and a full reconnect when that or
+// the video stalls. When it gives up it asks the server for a diagnosis
+// (POST /api/diagnose), which re-checks the channel with the control plane,
+// repeats a WebSocket upgrade the browser saw fail (a browser cannot read
+// the refusal: a full channel, throttling, a bad signature), and words the
+// cause (viewer.Cause names, plus the player's own).
+//
+// Access control: Config.Auth is a token that protects every page, the API
+// and /metrics. A browser signs in once (login form, or ?token= which is
+// then removed from the address) and carries an HttpOnly, SameSite=Strict
+// cookie; scripts send "Authorization: Bearer TOKEN". Session minting is
+// rate limited per client address, the API serves only Config.Channels, and
+// POSTs must be same-origin JSON.
+//
+// Endpoints:
+//
+//	GET  /               the player (?channel=NAME, ?stats=1), or the channel list
+//	GET  /grid           every channel (or ?channel=A&channel=B) in a grid
+//	GET  /login, POST /login
+//	POST /api/session    {"channel"} -> Session; {"channel","renew":clientId} renews its URL
+//	POST /api/diagnose   what the page saw -> Diagnosis
+//	POST /api/report     first-frame / attempt-failed / reconnect (metrics)
+//	GET  /api/channels   the served channels
+//	GET  /metrics        Prometheus text format
+//	GET  /healthz        liveness, no auth
+//
+// Use:
+//
+//	ctl, err := control.New(ctx, control.Config{})
+//	if err != nil { ... }
+//	srv, err := player.New(player.Config{Control: ctl, Channels: []string{"front-door"}, Auth: token})
+//	if err != nil { ... }
+//	ln, err := net.Listen("tcp", "127.0.0.1:8080")
+//	if err != nil { ... }
+//	err = srv.Serve(ctx, ln) // until ctx ends
+package player

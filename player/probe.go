@@ -1,0 +1,113 @@
+package player
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/kvsrtc/kvsrtc/viewer"
+)
+
+// probeTimeout bounds the signaling probe of a diagnosis.
+const probeTimeout = 5 * time.Second
+
+// probeSignaling finds out why a browser's WebSocket could not open (a
+// browser sees only "failed"): it presigns a URL for a throwaway viewer
+// client id and makes the same upgrade request, reading the service's
+// refusal. It returns "" when the upgrade succeeds (the connection is
+// closed at once) or the probe itself fails.
+func (s *Server) probeSignaling(ctx context.Context, channel string) (viewer.Cause, string) {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	sess, err := s.mint(ctx, channel, "")
+	if err != nil {
+		cause, _, _ := classify(err)
+		return cause, ""
+	}
+	u := sess.SignalingURL
+	switch {
+	case strings.HasPrefix(u, "wss://"):
+		u = "https://" + strings.TrimPrefix(u, "wss://")
+	case strings.HasPrefix(u, "ws://"):
+		u = "http://" + strings.TrimPrefix(u, "ws://")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return "", ""
+	}
+	var key [16]byte
+	_, _ = rand.Read(key[:])
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "websocket")
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	req.Header.Set("Sec-WebSocket-Key", base64.StdEncoding.EncodeToString(key[:]))
+	hc := s.cfg.HTTPClient
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		s.log.Debug("signaling probe failed", "channel", channel, "err", err)
+		return "", ""
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		return "", "" // the service accepts viewers now
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	code, msg := awsError(resp, body)
+	s.log.Info("signaling probe refused", "channel", channel, "status", resp.StatusCode, "code", code, "message", msg)
+	return handshakeCause(resp.StatusCode, code, msg), code
+}
+
+// awsError reads the AWS error code (x-amzn-ErrorType, or the body's
+// code/__type) and message of a refused upgrade.
+func awsError(resp *http.Response, body []byte) (code, msg string) {
+	code = resp.Header.Get("X-Amzn-ErrorType")
+	var fields map[string]any
+	if json.Unmarshal(body, &fields) == nil {
+		for k, v := range fields {
+			s, _ := v.(string)
+			switch strings.ToLower(k) {
+			case "message":
+				msg = s
+			case "code", "__type":
+				if code == "" {
+					code = s
+				}
+			}
+		}
+	}
+	if i := strings.IndexAny(code, ":,"); i >= 0 {
+		code = code[:i]
+	}
+	if i := strings.LastIndexByte(code, '#'); i >= 0 {
+		code = code[i+1:]
+	}
+	return strings.TrimSpace(code), msg
+}
+
+// handshakeCause maps a refused WebSocket upgrade to a cause.
+func handshakeCause(status int, code, msg string) viewer.Cause {
+	lmsg := strings.ToLower(msg)
+	switch {
+	case code == "ClientLimitExceededException" && strings.Contains(lmsg, "viewer"):
+		return viewer.CauseChannelFull
+	case code == "ClientLimitExceededException" || status == http.StatusTooManyRequests:
+		return viewer.CauseThrottled
+	case code == "ResourceNotFoundException" || status == http.StatusNotFound:
+		return viewer.CauseChannelNotFound
+	case strings.Contains(lmsg, "signature expired") || strings.Contains(lmsg, "not yet current"):
+		return viewer.CauseClockSkew
+	case status == http.StatusForbidden || status == http.StatusUnauthorized:
+		return viewer.CauseCredentials
+	case code == "InvalidArgumentException":
+		return viewer.CauseClientID
+	}
+	return viewer.CauseSignalingLost
+}

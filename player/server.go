@@ -1,0 +1,526 @@
+package player
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"embed"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kvsrtc/kvsrtc/viewer"
+)
+
+//go:embed assets
+var assetFS embed.FS
+
+// configPlaceholder is replaced in the HTML pages by the page configuration
+// (a JSON data block, which the Content-Security-Policy does not execute).
+const configPlaceholder = "{{KVSRTC_CONFIG}}"
+
+// Placeholders of the pages: the sessions minted for the page (a JSON data
+// block), the inline bootstrap script that uses them at once, and the
+// player's script.
+const (
+	sessionsPlaceholder  = "{{KVSRTC_SESSIONS}}"
+	bootstrapPlaceholder = "{{KVSRTC_BOOTSTRAP}}"
+	appPlaceholder       = "{{KVSRTC_APP}}"
+)
+
+// appSources are the player's script files, joined in this order into one
+// inline script (they share one function scope).
+var appSources = []string{"signaling.js", "api.js", "player.js", "app.js"}
+
+// Security headers of every response. The pages run only their two inline
+// scripts, allowed by their hashes; the only outside connections are the
+// signaling WebSockets.
+const contentSecurityPolicy = "default-src 'none'; script-src %s; style-src 'self'; img-src 'self' data:; " +
+	"media-src 'self' blob:; connect-src 'self' wss: ws:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+
+// maxPageSessions bounds the sessions minted while rendering one page.
+const maxPageSessions = 16
+
+// pageMintTimeout bounds minting while rendering a page (normally the
+// caches make it instant).
+const pageMintTimeout = 3 * time.Second
+
+// Timeouts of the HTTP server Serve runs.
+const (
+	readHeaderTimeout = 10 * time.Second
+	shutdownTimeout   = 5 * time.Second
+	maxBodyBytes      = 16 << 10
+)
+
+// Server is the web player: it serves the embedded pages and the JSON API
+// that mints viewer sessions for them. It is an http.Handler; Run keeps its
+// caches fresh, Serve does both on a listener.
+type Server struct {
+	cfg      Config
+	policy   viewer.RetryPolicy
+	auth     *auth
+	chans    *channels
+	ids      *viewer.ClientIDs
+	sessions *limiter
+	logins   *limiter
+	reports  *limiter
+	metrics  *metrics
+	log      *slog.Logger
+	mux      *http.ServeMux
+	pages    map[string][]byte // HTML pages by name, with the configuration filled in
+	assets   map[string]asset
+	csp      string
+	running  atomic.Bool
+
+	mu     sync.Mutex
+	issued map[string]issuedID // client ids minted, for renewals
+}
+
+type asset struct {
+	body  []byte
+	ctype string
+	etag  string
+}
+
+type issuedID struct {
+	channel string
+	last    time.Time
+}
+
+// renewWindow is how long after its last use a client id may be renewed.
+const renewWindow = 2 * time.Hour
+
+// New validates cfg and returns a Server. Nothing runs before Run or Serve;
+// ServeHTTP works without them, resolving channels on demand.
+func New(cfg Config) (*Server, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	policy, _ := validatePolicy(c.Retry)
+	s := &Server{
+		cfg:      c,
+		policy:   policy,
+		auth:     newAuth(c.Auth),
+		chans:    newChannels(c.Control, c.Channels, c.ChannelRefresh, c.Now),
+		ids:      &viewer.ClientIDs{Prefix: c.ClientIDPrefix, Now: c.Now},
+		sessions: newLimiter(c.SessionRate, c.SessionBurst, c.Now),
+		logins:   newLimiter(0.2, 10, c.Now),
+		reports:  newLimiter(5, 50, c.Now),
+		metrics:  newMetrics(),
+		log:      c.Logger,
+		issued:   make(map[string]issuedID),
+	}
+	if err := s.loadAssets(); err != nil {
+		return nil, err
+	}
+	s.routes()
+	return s, nil
+}
+
+// Channels returns the served channel names, in the order configured.
+func (s *Server) Channels() []string { return slices.Clone(s.cfg.Channels) }
+
+// loadAssets reads the embedded files and renders the pages.
+func (s *Server) loadAssets() error {
+	cfgJSON, err := json.Marshal(s.pageConfig())
+	if err != nil {
+		return err
+	}
+	boot, err := assetFS.ReadFile("assets/bootstrap.js")
+	if err != nil {
+		return err
+	}
+	var app bytes.Buffer
+	app.WriteString("(() => {\n'use strict';\n")
+	for _, f := range appSources {
+		b, err := assetFS.ReadFile("assets/" + f)
+		if err != nil {
+			return err
+		}
+		app.Write(b)
+		app.WriteString("\n")
+	}
+	app.WriteString("})();\n")
+	if bytes.Contains(boot, []byte("</script")) || bytes.Contains(app.Bytes(), []byte("</script")) {
+		return errors.New("player: an inline script contains </script")
+	}
+	hash := func(b []byte) string {
+		sum := sha256.Sum256(b)
+		return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+	}
+	s.csp = fmt.Sprintf(contentSecurityPolicy, hash(boot)+" "+hash(app.Bytes()))
+	s.pages = make(map[string][]byte)
+	s.assets = make(map[string]asset)
+	return fs.WalkDir(assetFS, "assets", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := assetFS.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		name := strings.TrimPrefix(p, "assets/")
+		if strings.HasSuffix(name, ".html") {
+			b = bytes.ReplaceAll(b, []byte(configPlaceholder), cfgJSON)
+			b = bytes.ReplaceAll(b, []byte(bootstrapPlaceholder), boot)
+			b = bytes.ReplaceAll(b, []byte(appPlaceholder), app.Bytes())
+			s.pages[strings.TrimSuffix(name, ".html")] = b
+			return nil
+		}
+		if strings.HasSuffix(name, ".js") {
+			return nil // inlined in the pages
+		}
+		sum := sha256.Sum256(b)
+		s.assets[name] = asset{body: b, ctype: contentType(name), etag: `"` + hex.EncodeToString(sum[:8]) + `"`}
+		return nil
+	})
+}
+
+func contentType(name string) string {
+	switch path.Ext(name) {
+	case ".js":
+		return "text/javascript; charset=utf-8"
+	case ".css":
+		return "text/css; charset=utf-8"
+	case ".svg":
+		return "image/svg+xml"
+	case ".png":
+		return "image/png"
+	}
+	return "application/octet-stream"
+}
+
+// pagePolicy is the retry policy as the page reads it (milliseconds).
+type pagePolicy struct {
+	AnswerTimeoutMs   int64 `json:"answerTimeoutMs"`
+	MediaTimeoutMs    int64 `json:"mediaTimeoutMs"`
+	MaxAttempts       int   `json:"maxAttempts"`
+	BackoffBaseMs     int64 `json:"backoffBaseMs"`
+	BackoffCapMs      int64 `json:"backoffCapMs"`
+	NoJitter          bool  `json:"noJitter"`
+	BudgetMs          int64 `json:"budgetMs"` // <= 0: none
+	StallTimeoutMs    int64 `json:"stallTimeoutMs"`
+	ICERestartGraceMs int64 `json:"iceRestartGraceMs"`
+}
+
+type pageConfig struct {
+	Channels     []string   `json:"channels"`
+	Policy       pagePolicy `json:"policy"`
+	LoopbackOnly bool       `json:"loopbackOnly,omitempty"`
+}
+
+func (s *Server) pageConfig() pageConfig {
+	p := s.policy
+	return pageConfig{Channels: s.cfg.Channels, LoopbackOnly: s.cfg.LoopbackOnly, Policy: pagePolicy{
+		AnswerTimeoutMs: p.AnswerTimeout.Milliseconds(), MediaTimeoutMs: p.MediaTimeout.Milliseconds(),
+		MaxAttempts: p.MaxAttempts, BackoffBaseMs: p.BackoffBase.Milliseconds(), BackoffCapMs: p.BackoffCap.Milliseconds(),
+		NoJitter: p.NoJitter, BudgetMs: p.TotalBudget.Milliseconds(),
+		StallTimeoutMs: s.cfg.StallTimeout.Milliseconds(), ICERestartGraceMs: s.cfg.ICERestartGrace.Milliseconds(),
+	}}
+}
+
+// routes builds the handler tree.
+func (s *Server) routes() {
+	m := http.NewServeMux()
+	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	m.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	m.HandleFunc("GET /login", s.handleLoginPage)
+	m.HandleFunc("POST /login", s.handleLogin)
+	m.HandleFunc("GET /assets/{file}", s.handleAsset)
+	m.HandleFunc("GET /{$}", s.page("index"))
+	m.HandleFunc("GET /grid", s.page("grid"))
+	m.HandleFunc("GET /metrics", s.api(s.handleMetrics))
+	m.HandleFunc("GET /api/channels", s.api(s.handleChannels))
+	m.HandleFunc("POST /api/session", s.api(s.handleSession))
+	m.HandleFunc("POST /api/diagnose", s.api(s.handleDiagnose))
+	m.HandleFunc("POST /api/report", s.api(s.handleReport))
+	s.mux = m
+}
+
+// ServeHTTP serves the pages, the assets, the API and /metrics.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", s.csp)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+	s.mux.ServeHTTP(w, r)
+}
+
+// Run keeps every served channel's ARN, endpoints and ICE servers fresh
+// (refreshing ICE servers ahead of their expiry) so that minting a session
+// makes no control-plane call. It returns nil when ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	if !s.running.CompareAndSwap(false, true) {
+		return errors.New("player: Run called twice")
+	}
+	s.chans.run(ctx, func(msg string, args ...any) {
+		s.metrics.incRefreshError()
+		s.log.Warn(msg, args...)
+	})
+	return nil
+}
+
+// Serve runs Run and an HTTP server on ln until ctx ends, then shuts the
+// server down gracefully (in-flight requests get a few seconds) and
+// returns nil; it closes ln. For HTTPS, pass a tls.NewListener.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	var wg sync.WaitGroup
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = s.Run(runCtx) }()
+	errc := make(chan error, 1)
+	wg.Add(1)
+	go func() { defer wg.Done(); errc <- hs.Serve(ln) }()
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	if serr := hs.Shutdown(sctx); serr != nil {
+		_ = hs.Close()
+	}
+	stop()
+	wg.Wait()
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("player: %w", err)
+	}
+	return nil
+}
+
+// WriteMetrics writes the /metrics page (Prometheus text format) to w.
+func (s *Server) WriteMetrics(w io.Writer) error {
+	return s.metrics.write(w)
+}
+
+// --- pages and assets -------------------------------------------------------
+
+func (s *Server) page(name string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !s.auth.request(r) {
+			if t := r.URL.Query().Get("token"); t != "" {
+				if s.loginOK(r, t) {
+					// Sign in and drop the token from the address bar.
+					s.auth.setCookie(w, r)
+					q := r.URL.Query()
+					q.Del("token")
+					u := *r.URL
+					u.RawQuery = q.Encode()
+					http.Redirect(w, r, u.RequestURI(), http.StatusSeeOther)
+					return
+				}
+			}
+			next := r.URL.Path
+			q := r.URL.Query()
+			q.Del("token")
+			if len(q) > 0 {
+				next += "?" + q.Encode()
+			}
+			http.Redirect(w, r, "/login?next="+url.QueryEscape(next), http.StatusSeeOther)
+			return
+		}
+		sessions := s.pageSessions(r, name)
+		js, err := json.Marshal(sessions)
+		if err != nil {
+			js = []byte("{}")
+		}
+		// Let the browser open its connection to the signaling endpoints
+		// (TCP, TLS, certificate check) while it parses the page.
+		origins := map[string]bool{}
+		for _, sess := range sessions {
+			if o := preconnectOrigin(sess.SignalingURL); o != "" && !origins[o] {
+				origins[o] = true
+				w.Header().Add("Link", "<"+o+">; rel=preconnect")
+			}
+		}
+		s.writePage(w, http.StatusOK, bytes.Replace(s.pages[name], []byte(sessionsPlaceholder), js, 1))
+	}
+}
+
+// preconnectOrigin is the https:// or http:// origin of a ws(s):// URL.
+func preconnectOrigin(u string) string {
+	p, err := url.Parse(u)
+	if err != nil || p.Host == "" {
+		return ""
+	}
+	switch p.Scheme {
+	case "wss":
+		return "https://" + p.Host
+	case "ws":
+		return "http://" + p.Host
+	}
+	return ""
+}
+
+// pageSessions mints the sessions of the channels a page will play, so that
+// its bootstrap connects before the scripts load. Failures are left to the
+// page, which then asks the API (and shows the refusal).
+func (s *Server) pageSessions(r *http.Request, page string) map[string]Session {
+	q := r.URL.Query()
+	var chans []string
+	switch page {
+	case "index":
+		if c := q.Get("channel"); c != "" {
+			chans = []string{c}
+		} else if len(s.cfg.Channels) == 1 {
+			chans = s.cfg.Channels
+		}
+	case "grid":
+		for _, c := range q["channel"] {
+			if slices.Contains(s.cfg.Channels, c) && !slices.Contains(chans, c) {
+				chans = append(chans, c)
+			}
+		}
+		if len(chans) == 0 {
+			chans = s.cfg.Channels
+		}
+	}
+	out := make(map[string]Session)
+	ctx, cancel := context.WithTimeout(r.Context(), pageMintTimeout)
+	defer cancel()
+	for _, c := range chans {
+		if len(out) == maxPageSessions || !s.chans.served(c) {
+			continue
+		}
+		if ok, _ := s.sessions.allow(clientKey(r)); !ok {
+			break
+		}
+		sess, err := s.mint(ctx, c, "")
+		if err != nil {
+			s.log.Debug("no session for the page; it will ask the API", "channel", c, "err", err)
+			continue
+		}
+		s.metrics.inc(s.metrics.sessions, c)
+		out[c] = sess
+	}
+	return out
+}
+
+func (s *Server) writePage(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// publicAssets may be fetched before signing in (the login page's style).
+var publicAssets = map[string]bool{"player.css": true}
+
+func (s *Server) handleAsset(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("file")
+	a, ok := s.assets[name]
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	if !publicAssets[name] && !s.auth.request(r) {
+		s.metrics.incAuthFailure()
+		http.Error(w, "sign in first", http.StatusUnauthorized)
+		return
+	}
+	w.Header().Set("Content-Type", a.ctype)
+	w.Header().Set("ETag", a.etag)
+	w.Header().Set("Cache-Control", "no-cache")
+	http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(a.body))
+}
+
+func (s *Server) handleLoginPage(w http.ResponseWriter, r *http.Request) {
+	next := safeNext(r.URL.Query().Get("next"))
+	if s.auth.off() {
+		http.Redirect(w, r, next, http.StatusSeeOther)
+		return
+	}
+	if t := r.URL.Query().Get("token"); t != "" && s.loginOK(r, t) {
+		s.auth.setCookie(w, r)
+		http.Redirect(w, r, next, http.StatusSeeOther)
+		return
+	}
+	body := bytes.ReplaceAll(s.pages["login"], []byte("{{NEXT}}"), []byte(htmlEscape(next)))
+	body = bytes.ReplaceAll(body, []byte("{{ERROR}}"), nil)
+	s.writePage(w, http.StatusUnauthorized, body)
+}
+
+func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad form", http.StatusBadRequest)
+		return
+	}
+	next := safeNext(r.PostForm.Get("next"))
+	if blocked, wait := s.logins.blocked(clientKey(r)); blocked {
+		s.metrics.incRateLimited()
+		w.Header().Set("Retry-After", fmt.Sprint(int(wait.Seconds())+1))
+		s.loginError(w, next, "Too many wrong attempts: wait a minute and try again.", http.StatusTooManyRequests)
+		return
+	}
+	if !s.loginOK(r, r.PostForm.Get("token")) {
+		s.log.Info("login refused", "client", clientKey(r))
+		s.loginError(w, next, "Wrong token.", http.StatusUnauthorized)
+		return
+	}
+	s.auth.setCookie(w, r)
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+func (s *Server) loginError(w http.ResponseWriter, next, msg string, status int) {
+	body := bytes.ReplaceAll(s.pages["login"], []byte("{{NEXT}}"), []byte(htmlEscape(next)))
+	body = bytes.ReplaceAll(body, []byte("{{ERROR}}"), []byte(`<p class="login-error" role="alert">`+htmlEscape(msg)+`</p>`))
+	s.writePage(w, status, body)
+}
+
+// loginOK checks a presented token. Wrong tokens use up the client's login
+// budget (10, then one every 5 s); once it is empty every attempt fails,
+// the right token too, until it refills.
+func (s *Server) loginOK(r *http.Request, token string) bool {
+	key := clientKey(r)
+	if blocked, _ := s.logins.blocked(key); blocked {
+		s.metrics.incRateLimited()
+		return false
+	}
+	if s.auth.tokenOK(token) {
+		return true
+	}
+	s.logins.allow(key)
+	s.metrics.incAuthFailure()
+	return false
+}
+
+// safeNext keeps a post-login redirect on this site.
+func safeNext(n string) string {
+	if n == "" || !strings.HasPrefix(n, "/") || strings.HasPrefix(n, "//") || strings.ContainsAny(n, "\\\r\n") {
+		return "/"
+	}
+	return n
+}
+
+func htmlEscape(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&#34;", "'", "&#39;").Replace(s)
+}
