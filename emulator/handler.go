@@ -77,6 +77,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveWS(w, r, reqID)
 		return
 	}
+	if isSTS(r) {
+		s.serveSTS(w, r, reqID)
+		return
+	}
 	op, ok := operations[p]
 	if !ok || r.Method != http.MethodPost {
 		s.log.Info("request rejected", "method", r.Method, "path", p, "code", kvsproto.ErrCodeUnknownOperation, "remote", r.RemoteAddr, "request_id", reqID)

@@ -90,6 +90,12 @@ type Config struct {
 	// RenewAfter is the age at which the signaling connection is replaced
 	// by a new one, ahead of the service's 1-hour limit. 0: 50 min.
 	RenewAfter time.Duration
+	// PingInterval is the signaling keepalive interval: a connection that
+	// dies without a close frame is noticed within PingInterval +
+	// PongTimeout and renewed. 0: 10 s.
+	PingInterval time.Duration
+	// PongTimeout is how long a keepalive ping may go unanswered. 0: 5 s.
+	PongTimeout time.Duration
 
 	// Logger receives the master's log. pion's messages go there too:
 	// all of them when it is enabled for debug, else only pion's errors.
@@ -161,6 +167,9 @@ func (c Config) withDefaults() (Config, error) {
 		if *d.v < 0 {
 			return c, invalid(d.name, "%v must not be negative", *d.v)
 		}
+	}
+	if c.PingInterval < 0 || c.PongTimeout < 0 {
+		return c, invalid("PingInterval/PongTimeout", "must not be negative (0 = the defaults, 10 s and 5 s)")
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -22,9 +22,13 @@
 //   - Every viewer has its own tracks, subscribed to a shared
 //     media.Broadcaster once it is connected, so it starts on the cached
 //     keyframe; an RTCP PLI or FIR from it resends the GOP.
-//   - A viewer whose connection fails or closes, stays disconnected longer
-//     than Config.DisconnectedTimeout or does not connect within
-//     Config.ConnectTimeout is removed.
+//   - A new offer from a viewer with the same DTLS fingerprint and new ICE
+//     credentials is an ICE restart (the viewer's network changed): it is
+//     answered on the existing peer connection, so the session and its
+//     media survive (EventViewerRestarted).
+//   - A viewer whose connection closes, stays disconnected or failed
+//     longer than Config.DisconnectedTimeout (waiting for an ICE restart)
+//     or does not connect within Config.ConnectTimeout is removed.
 //   - The signaling connection is renewed without touching the viewers: on
 //     GO_AWAY, when it ends, and before the service's 1-hour limit
 //     (Config.RenewAfter). Reconnects back off from 100 ms to 10 s with

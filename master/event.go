@@ -24,8 +24,10 @@ var (
 	// ErrConnectTimeout: an answered viewer did not connect within
 	// Config.ConnectTimeout.
 	ErrConnectTimeout = errors.New("master: viewer did not connect in time")
-	// ErrDisconnected: a viewer stayed disconnected longer than
-	// Config.DisconnectedTimeout.
+	// ErrDisconnected: a viewer stayed disconnected (or failed, without
+	// the ICE restart that would have recovered it) longer than
+	// Config.DisconnectedTimeout, or was dropped at the viewer limit
+	// because its connection was down.
 	ErrDisconnected = errors.New("master: viewer disconnected for too long")
 	// ErrPeerFailed: the viewer's peer connection failed (ICE or DTLS).
 	ErrPeerFailed = errors.New("master: peer connection failed")
@@ -106,6 +108,10 @@ const (
 	// EventViewerJoined: a viewer's peer connection is connected and media
 	// flows. Followed by exactly one EventViewerLeft.
 	EventViewerJoined EventKind = "viewer-joined"
+	// EventViewerRestarted: a joined viewer restarted ICE (its network
+	// changed); the master answered on the existing peer connection, so
+	// its session and media continue.
+	EventViewerRestarted EventKind = "viewer-restarted"
 	// EventViewerLeft: a joined viewer was removed; Err says why
 	// (ErrPeerClosed, ErrPeerFailed, ErrDisconnected, ErrReplaced,
 	// ErrShutdown).

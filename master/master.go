@@ -347,7 +347,17 @@ func (r *run) onPeer(ctx context.Context, pe peerEvent) {
 			r.log.Info("viewer disconnected; waiting for it to recover", "viewer", p.id, "timeout", r.cfg.DisconnectedTimeout)
 		}
 	case webrtc.PeerConnectionStateFailed:
-		r.removePeer(p, ErrPeerFailed)
+		if !p.joined {
+			r.removePeer(p, ErrPeerFailed)
+			return
+		}
+		// A joined viewer may restart ICE (its network changed): keep the
+		// peer for DisconnectedTimeout before giving up on it.
+		if p.disconnectedAt.IsZero() {
+			p.disconnectedAt = time.Now()
+			r.setState(p, ViewerDisconnected, false)
+			r.log.Info("viewer connection failed; waiting for an ICE restart", "viewer", p.id, "timeout", r.cfg.DisconnectedTimeout)
+		}
 	case webrtc.PeerConnectionStateClosed:
 		r.removePeer(p, ErrPeerClosed)
 	}
@@ -487,7 +497,15 @@ func (r *run) onOffer(ctx context.Context, ev signaling.Event) {
 		r.log.Warn("ignoring an SDP offer without senderClientId or SDP")
 		return
 	}
+	sum, sumErr := summarizeOffer(ev.SDP.SDP, r.codec)
 	if old := r.peers[id]; old != nil {
+		if sumErr == nil && sum.fingerprint != "" && sum.fingerprint == old.fingerprint && sum.ufrag != old.ufrag {
+			// The same peer connection with new ICE credentials: an ICE
+			// restart (the viewer's network changed). Keep the session.
+			if r.restartPeer(ctx, old, ev.SDP, sum) {
+				return
+			}
+		}
 		r.log.Info("new offer from a connected viewer; replacing its peer", "viewer", id)
 		r.removePeer(old, ErrReplaced)
 	}
@@ -508,6 +526,35 @@ func (r *run) onOffer(ctx context.Context, ev signaling.Event) {
 		if stale != nil {
 			r.log.Info("viewer limit reached; dropping a viewer that never connected", "dropped", stale.id, "viewer", id)
 			r.removePeer(stale, ErrConnectTimeout)
+		} else {
+			// Next, a viewer whose connection is down (waiting for an ICE
+			// restart that may never come: it may be this very viewer,
+			// reconnecting under a new client id).
+			for _, p := range r.peers {
+				if !p.disconnectedAt.IsZero() && (stale == nil || p.disconnectedAt.Before(stale.disconnectedAt)) {
+					stale = p
+				}
+			}
+			if stale != nil {
+				r.log.Info("viewer limit reached; dropping a viewer whose connection is down", "dropped", stale.id, "viewer", id,
+					"down_for", time.Since(stale.disconnectedAt).Round(time.Millisecond))
+				r.removePeer(stale, ErrDisconnected)
+			}
+		}
+		if stale == nil {
+			// Last, a viewer from which nothing has arrived for a while:
+			// ICE has not noticed yet, but its path is dead.
+			var silentFor time.Duration
+			for _, p := range r.peers {
+				if d := silence(p.pc); d > silentThreshold && d > silentFor {
+					stale, silentFor = p, d
+				}
+			}
+			if stale != nil {
+				r.log.Info("viewer limit reached; dropping a viewer nothing has arrived from", "dropped", stale.id, "viewer", id,
+					"silent_for", silentFor.Round(time.Millisecond))
+				r.removePeer(stale, ErrDisconnected)
+			}
 		}
 	}
 	if len(r.peers) >= r.cfg.MaxViewers {
@@ -515,9 +562,8 @@ func (r *run) onOffer(ctx context.Context, ev signaling.Event) {
 		fail(fmt.Errorf("%w: %d of %d connected", ErrTooManyViewers, len(r.peers), r.cfg.MaxViewers))
 		return
 	}
-	sum, err := summarizeOffer(ev.SDP.SDP, r.codec)
-	if err != nil {
-		ne := &NegotiationError{ClientID: id, Want: r.codec.String(), Detail: "unparsable SDP: " + err.Error(), Err: ErrBadOffer}
+	if sumErr != nil {
+		ne := &NegotiationError{ClientID: id, Want: r.codec.String(), Detail: "unparsable SDP: " + sumErr.Error(), Err: ErrBadOffer}
 		r.log.Error("cannot answer the viewer's offer", "viewer", id, "err", ne)
 		fail(ne)
 		return
@@ -534,7 +580,7 @@ func (r *run) onOffer(ctx context.Context, ev signaling.Event) {
 		fail(ne)
 		return
 	}
-	p.ufrag = sum.ufrag
+	p.ufrag, p.fingerprint = sum.ufrag, sum.fingerprint
 	r.peers[id] = p
 	r.m.mu.Lock()
 	r.m.peers[id] = p
@@ -549,6 +595,62 @@ func (r *run) onOffer(ctx context.Context, ev signaling.Event) {
 	}
 	r.log.Debug("answered a viewer's offer", "viewer", id, "correlation_id", p.corr, "audio", p.audio != nil)
 	r.emit(Event{Kind: EventViewerAnswered, ClientID: id})
+}
+
+// restartPeer applies an ICE-restart offer to a viewer's existing peer
+// connection and answers it, so that the DTLS session and the media
+// survive the viewer's change of network. It reports false if the offer
+// could not be applied (the caller then replaces the peer).
+func (r *run) restartPeer(ctx context.Context, p *peer, offer *kvsproto.SessionDescription, sum offerSummary) bool {
+	if p.pc.SignalingState() != webrtc.SignalingStateStable {
+		return false
+	}
+	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer.SDP}); err != nil {
+		r.log.Warn("cannot apply the viewer's ICE restart; replacing its peer", "viewer", p.id, "err", err)
+		return false
+	}
+	answer, err := p.pc.CreateAnswer(nil)
+	if err == nil {
+		err = p.pc.SetLocalDescription(answer)
+	}
+	if err != nil {
+		r.log.Warn("cannot answer the viewer's ICE restart; replacing its peer", "viewer", p.id, "err", err)
+		return false
+	}
+	p.ufrag = sum.ufrag
+	p.corr = signaling.NewCorrelationID()
+	r.send(ctx, outMsg{action: kvsproto.ActionSDPAnswer, sd: &kvsproto.SessionDescription{Type: "answer", SDP: answer.SDP}, to: p.id, corr: p.corr, p: p})
+	if q := r.early[p.id]; q != nil {
+		delete(r.early, p.id)
+		for _, c := range q.cands {
+			r.addRemoteCandidate(p, c)
+		}
+	}
+	r.log.Info("viewer restarted ICE; answered on its existing peer connection", "viewer", p.id)
+	r.emit(Event{Kind: EventViewerRestarted, ClientID: p.id})
+	return true
+}
+
+// silentThreshold is how long nothing may arrive from a connected viewer
+// (it sends RTCP reports every second and ICE consent checks every 2 s)
+// before the master may drop it to make room for a new viewer.
+const silentThreshold = 4 * time.Second
+
+// silence returns how long nothing has arrived on a peer connection's
+// candidate pairs (0 if it cannot tell).
+func silence(pc *webrtc.PeerConnection) time.Duration {
+	var last time.Time
+	for _, st := range pc.GetStats() {
+		if cp, ok := st.(webrtc.ICECandidatePairStats); ok && cp.Nominated {
+			if t := cp.LastPacketReceivedTimestamp.Time(); t.After(last) {
+				last = t
+			}
+		}
+	}
+	if last.IsZero() {
+		return 0
+	}
+	return time.Since(last)
 }
 
 // onRemoteCandidate applies a viewer's ICE candidate, or queues it until

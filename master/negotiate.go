@@ -26,6 +26,10 @@ type offerSummary struct {
 	h264Mode0Only bool
 	// ufrag is the offer's ICE username fragment ("" if none).
 	ufrag string
+	// fingerprint is the offer's DTLS certificate fingerprint ("" if
+	// none): the same one in a later offer from the same viewer means the
+	// same peer connection (an ICE restart), not a new one.
+	fingerprint string
 }
 
 // receivable reports whether the viewer can receive on a media section:
@@ -99,9 +103,15 @@ func summarizeOffer(raw string, codec rtc.Codec) (offerSummary, error) {
 	if v, ok := d.Attribute("ice-ufrag"); ok {
 		s.ufrag = v
 	}
+	if v, ok := d.Attribute("fingerprint"); ok {
+		s.fingerprint = strings.ToLower(strings.TrimSpace(v))
+	}
 	for _, md := range d.MediaDescriptions {
 		if v, ok := md.Attribute("ice-ufrag"); ok && s.ufrag == "" {
 			s.ufrag = v
+		}
+		if v, ok := md.Attribute("fingerprint"); ok && s.fingerprint == "" {
+			s.fingerprint = strings.ToLower(strings.TrimSpace(v))
 		}
 		if !receivable(md) {
 			continue

@@ -42,6 +42,7 @@ type peer struct {
 	// Loop only.
 	corr           string    // correlation id of the answer
 	ufrag          string    // the offer's ICE username fragment
+	fingerprint    string    // the offer's DTLS fingerprint
 	joined         bool      // EventViewerJoined was emitted
 	disconnectedAt time.Time // zero unless disconnected
 	deadline       time.Time // connect deadline while not joined

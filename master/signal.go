@@ -31,14 +31,16 @@ func backoff(n int) time.Duration {
 // dial opens a signaling connection as MASTER.
 func (r *run) dial(ctx context.Context, ep control.Endpoints) (*signaling.Client, error) {
 	return signaling.Dial(ctx, signaling.Config{
-		Endpoint:    ep.WSS,
-		ChannelARN:  r.arn,
-		Role:        kvsproto.RoleMaster,
-		Region:      r.ctl.Region(),
-		Credentials: r.ctl.SigV4Credentials,
-		Now:         r.ctl.Now,
-		HTTPClient:  r.cfg.HTTPClient,
-		Logger:      r.log,
+		Endpoint:     ep.WSS,
+		ChannelARN:   r.arn,
+		Role:         kvsproto.RoleMaster,
+		Region:       r.ctl.Region(),
+		Credentials:  r.ctl.SigV4Credentials,
+		Now:          r.ctl.Now,
+		PingInterval: r.cfg.PingInterval,
+		PongTimeout:  r.cfg.PongTimeout,
+		HTTPClient:   r.cfg.HTTPClient,
+		Logger:       r.log,
 	})
 }
 

@@ -22,7 +22,34 @@ var (
 	errMediaStalled = errors.New("viewer: media stopped arriving")
 	errICEFailed    = errors.New("viewer: ICE connection failed and the ICE restart did not recover it")
 	errBadAnswer    = errors.New("viewer: the master's answer cannot be used")
+	errBadOffer     = errors.New("viewer: the offer cannot be sent")
+	errNoRelay      = errors.New("viewer: no TURN relay candidate")
 )
+
+// closeCodeReplaced is the WebSocket close code with which the local
+// emulator closes a connection when a newer one with the same client id
+// takes over (the service's own code is not documented; a close reason
+// naming the replacement is recognised too).
+const closeCodeReplaced = 4001
+
+// isTakenOver reports whether a signaling connection ended because a newer
+// connection with the same client id took over.
+func isTakenOver(err error) bool {
+	var ce *signaling.CloseError
+	return errors.As(err, &ce) && (ce.Code == closeCodeReplaced || strings.Contains(strings.ToLower(ce.Reason), "replaced"))
+}
+
+// isSkewRefusal reports whether the service refused a presigned URL
+// because of the signing time (AWS says "Signature expired" or "Signature
+// not yet current"; the KVS C SDK looks for the same words).
+func isSkewRefusal(err error) bool {
+	var he *signaling.HandshakeError
+	if !errors.As(err, &he) || !errors.Is(err, signaling.ErrForbidden) {
+		return false
+	}
+	m := strings.ToLower(he.Message)
+	return strings.Contains(m, "signature expired") || strings.Contains(m, "signature not yet current")
+}
 
 // attemptResult is how one attempt ended.
 type attemptResult struct {
@@ -42,23 +69,44 @@ type attemptRun struct {
 	ch       control.Channel
 	ep       control.Endpoints
 
-	sig   *signaling.Client
-	pc    *webrtc.PeerConnection
-	wg    sync.WaitGroup // receivers
-	actx  context.Context
-	abort context.CancelFunc
+	sig      *signaling.Client
+	sigEv    <-chan signaling.Event // sig's events; nil once they ended
+	sigSince time.Time              // when sig was dialed
+	renewing bool                   // a replacement is being dialed
+	renewed  chan renewal           // the dialer's result
+	renewN   int                    // failed renewals in a row
+	pc       *webrtc.PeerConnection
+	wg       sync.WaitGroup // receivers, dialers, closers
+	actx     context.Context
+	abort    context.CancelFunc
 
 	// pion callbacks forward here.
 	candidates chan *webrtc.ICECandidate
+	gathered   chan struct{} // a gathering phase completed
+	pcClosed   chan struct{} // the peer connection closed (the master ended the DTLS session)
 	iceStates  chan webrtc.ICEConnectionState
 	tracks     chan trackArrival
 	firstKey   chan time.Time
 	recvDone   chan error
 
-	offerCorrelation string
-	remoteSet        bool
-	pending          []webrtc.ICECandidateInit
-	streaming        bool
+	offerCorrelation  string
+	remoteSet         bool
+	remoteFingerprint string // DTLS fingerprint of the first answer
+	pending           []webrtc.ICECandidateInit
+	streaming         bool
+	relays            int  // relay candidates gathered in the current phase
+	restartWanted     bool // an ICE restart waits for signaling
+
+	// The stall watchdog's ICE restart: for the stall that began after
+	// stallFrame, started (then completed) at stallRestartAt.
+	stallFrame     time.Time
+	stallRestartAt time.Time
+}
+
+// renewal is the result of dialing a replacement signaling connection.
+type renewal struct {
+	c   *signaling.Client
+	err error
 }
 
 type trackArrival struct {
@@ -73,15 +121,20 @@ func (a *attemptRun) fail(stage string, err error) attemptResult {
 		cause, fatal = CauseMasterGone, false
 	case errors.Is(err, errICEFailed):
 		cause, fatal = CauseNetworkChange, false
-	case errors.Is(err, errBadAnswer):
+	case errors.Is(err, errBadAnswer), errors.Is(err, errBadOffer):
 		cause, fatal = CauseBadOffer, true
+	case errors.Is(err, errNoRelay):
+		cause, fatal = CauseICEExpired, false
 	}
 	return attemptResult{err: err, stage: stage, cause: cause, fatal: fatal, streamed: a.streaming}
 }
 
+// dial opens a signaling connection. A refusal for the signing time
+// (clock skew) is retried once after the clock offset has been measured
+// again with a control-plane call.
 func (a *attemptRun) dial(ctx context.Context) (*signaling.Client, error) {
 	ctl := a.s.cfg.Control
-	return signaling.Dial(ctx, signaling.Config{
+	cfg := signaling.Config{
 		Endpoint:     a.ep.WSS,
 		ChannelARN:   a.ch.ARN,
 		Role:         kvsproto.RoleViewer,
@@ -90,9 +143,37 @@ func (a *attemptRun) dial(ctx context.Context) (*signaling.Client, error) {
 		Credentials:  ctl.SigV4Credentials,
 		Now:          ctl.Now,
 		PingInterval: a.s.cfg.PingInterval,
+		PongTimeout:  a.s.cfg.PongTimeout,
 		HTTPClient:   a.s.cfg.HTTPClient,
 		Logger:       a.s.log,
-	})
+	}
+	c, err := signaling.Dial(ctx, cfg)
+	if err != nil && isSkewRefusal(err) && ctx.Err() == nil {
+		before := ctl.ClockOffset()
+		// Any answer of the control plane carries the service's time.
+		_, _ = ctl.Endpoints(ctx, a.ch.ARN, kvsproto.RoleViewer)
+		a.s.log.Warn("signaling refused the signing time; measured the clock offset again", "before", before, "now", ctl.ClockOffset())
+		c, err = signaling.Dial(ctx, cfg)
+	}
+	if err != nil && isSkewRefusal(err) {
+		err = fmt.Errorf("%w: %w", control.ErrClockSkew, err)
+	}
+	return c, err
+}
+
+// adopt makes c the attempt's signaling connection.
+func (a *attemptRun) adopt(c *signaling.Client) {
+	a.sig, a.sigEv, a.sigSince = c, c.Events(), time.Now()
+}
+
+// closeLater closes a replaced signaling connection without blocking the
+// loop (Close waits for the service's close frame).
+func (a *attemptRun) closeLater(c *signaling.Client) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		_ = c.Close()
+	}()
 }
 
 // run executes the attempt and tears everything down before returning.
@@ -100,6 +181,9 @@ func (a *attemptRun) run(ctx context.Context) (res attemptResult) {
 	s := a.s
 	a.actx, a.abort = context.WithCancel(ctx)
 	a.candidates = make(chan *webrtc.ICECandidate, 64)
+	a.gathered = make(chan struct{}, 4)
+	a.pcClosed = make(chan struct{}, 1)
+	a.renewed = make(chan renewal)
 	a.iceStates = make(chan webrtc.ICEConnectionState, 16)
 	a.tracks = make(chan trackArrival, 4)
 	a.firstKey = make(chan time.Time, 1)
@@ -115,18 +199,16 @@ func (a *attemptRun) run(ctx context.Context) (res attemptResult) {
 		return a.fail("control", err)
 	}
 	s.emit(Event{State: StateConnecting, Attempt: a.n, ClientID: a.clientID, Detail: "opening signaling"})
-	a.sig, err = a.dial(ctx)
+	sig, err := a.dial(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return attemptResult{}
 		}
 		return a.fail("signaling", err)
 	}
+	a.adopt(sig)
 
-	pcCfg := webrtc.Configuration{}
-	for _, is := range iceCfg.Servers {
-		pcCfg.ICEServers = append(pcCfg.ICEServers, webrtc.ICEServer{URLs: is.URLs, Username: is.Username, Credential: is.Credential})
-	}
+	pcCfg := webrtc.Configuration{ICEServers: pionServers(iceCfg)}
 	if s.cfg.ForceRelay {
 		pcCfg.ICETransportPolicy = webrtc.ICETransportPolicyRelay
 	}
@@ -146,6 +228,10 @@ func (a *attemptRun) run(ctx context.Context) (res attemptResult) {
 	actx := a.actx
 	a.pc.OnICECandidate(func(c *webrtc.ICECandidate) {
 		if c == nil {
+			select {
+			case a.gathered <- struct{}{}:
+			default:
+			}
 			return
 		}
 		select {
@@ -157,6 +243,14 @@ func (a *attemptRun) run(ctx context.Context) (res attemptResult) {
 		select {
 		case a.iceStates <- st:
 		case <-actx.Done():
+		}
+	})
+	a.pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		if st == webrtc.PeerConnectionStateClosed {
+			select {
+			case a.pcClosed <- struct{}{}:
+			default:
+			}
 		}
 	})
 	a.pc.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
@@ -174,17 +268,49 @@ func (a *attemptRun) run(ctx context.Context) (res attemptResult) {
 }
 
 // sendOffer creates and sends an offer (an ICE restart offer when restart).
+// An offer the master could not use is never sent: it fails with
+// errBadOffer.
 func (a *attemptRun) sendOffer(ctx context.Context, restart bool) error {
 	offer, err := a.pc.CreateOffer(&webrtc.OfferOptions{ICERestart: restart})
 	if err != nil {
+		return err
+	}
+	if err := checkOffer(offer.SDP); err != nil {
 		return err
 	}
 	if err := a.pc.SetLocalDescription(offer); err != nil {
 		return err
 	}
 	a.remoteSet = false
+	a.relays = 0
 	a.offerCorrelation = signaling.NewCorrelationID()
-	return a.sig.SendOffer(ctx, kvsproto.SessionDescription{Type: "offer", SDP: offer.SDP}, "", a.offerCorrelation)
+	err = a.sig.SendOffer(ctx, kvsproto.SessionDescription{Type: "offer", SDP: offer.SDP}, "", a.offerCorrelation)
+	if errors.Is(err, kvsproto.ErrInvalid) {
+		return fmt.Errorf("%w: %w", errBadOffer, err)
+	}
+	return err
+}
+
+// checkOffer makes sure an offer asks for video: a video section the
+// viewer receives on, with at least one codec.
+func checkOffer(sdp string) error {
+	for line := range strings.SplitSeq(sdp, "\n") {
+		line = strings.TrimSpace(line)
+		if f := strings.Fields(line); len(f) > 3 && f[0] == "m=video" && f[1] != "0" {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: the offer has no video section with a codec", errBadOffer)
+}
+
+// fingerprint returns the first a=fingerprint value of an SDP ("" if none).
+func fingerprint(sdp string) string {
+	for line := range strings.SplitSeq(sdp, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "a=fingerprint:"); ok {
+			return strings.ToLower(strings.TrimSpace(v))
+		}
+	}
+	return ""
 }
 
 // timer is a stoppable optional timer.
@@ -211,57 +337,120 @@ func (t *timer) c() <-chan time.Time {
 
 func (a *attemptRun) loop(ctx context.Context) attemptResult {
 	s := a.s
-	var answerT, mediaT, restartT, discT, durationT timer
-	defer func() { answerT.stop(); mediaT.stop(); restartT.stop(); discT.stop(); durationT.stop() }()
+	var answerT, mediaT, restartT, discT, durationT, renewT, retryT timer
+	defer func() {
+		answerT.stop()
+		mediaT.stop()
+		restartT.stop()
+		discT.stop()
+		durationT.stop()
+		renewT.stop()
+		retryT.stop()
+	}()
 	answerT.set(s.cfg.Retry.AnswerTimeout)
+	if s.cfg.SignalingRenewAfter > 0 {
+		renewT.set(s.cfg.SignalingRenewAfter)
+	}
 	watchdog := time.NewTicker(min(s.cfg.StallTimeout/4, time.Second))
 	defer watchdog.Stop()
 	restarting := false
 	connected := false
 
+	// restart starts an ICE restart, or defers it until signaling is back.
+	restart := func(why string) (attemptResult, bool) {
+		if restarting {
+			return attemptResult{}, true
+		}
+		restarting = true
+		restartT.set(s.cfg.ICERestartTimeout)
+		if a.sigEv == nil {
+			a.restartWanted = true
+			s.emit(Event{State: StateReconnecting, Attempt: a.n, ClientID: a.clientID, Cause: CauseNetworkChange, Detail: why + ": restarting ICE once signaling is back"})
+			return attemptResult{}, true
+		}
+		return a.iceRestart(ctx, &answerT, why)
+	}
+
 	for {
-		sigEvents := a.sig.Events()
 		select {
 		case <-ctx.Done():
 			return attemptResult{streamed: a.streaming}
 
 		case <-answerT.c():
 			if restarting {
-				return a.fail("ice", errICEFailed)
+				return a.fail("ice", fmt.Errorf("%w: no answer to the ICE restart offer within %v", errICEFailed, s.cfg.Retry.AnswerTimeout))
 			}
-			return a.fail("answer", fmt.Errorf("%w (%v, client id %s)", ErrAnswerTimeout, s.cfg.Retry.AnswerTimeout, a.clientID))
+			return a.fail("answer", fmt.Errorf("%w (%v, client id %s%s)", ErrAnswerTimeout, s.cfg.Retry.AnswerTimeout, a.clientID, codecHint(s.cfg.VideoCodecs)))
 
 		case <-mediaT.c():
 			return a.fail("media", fmt.Errorf("%w (%v after the answer)", ErrNoMedia, s.cfg.Retry.MediaTimeout))
 
 		case <-restartT.c():
-			return a.fail("ice", errICEFailed)
+			return a.fail("ice", fmt.Errorf("%w: not reconnected within %v", errICEFailed, s.cfg.ICERestartTimeout))
 
 		case <-durationT.c():
 			return attemptResult{streamed: true}
 
+		case <-a.pcClosed:
+			// pion closes the peer connection when the master ends the
+			// DTLS session (it closed its side: it stopped, or replaced
+			// this viewer's peer).
+			return a.fail("media", fmt.Errorf("%w: the master closed the peer connection", errMediaStalled))
+
 		case <-discT.c():
 			// Disconnected for too long: restart ICE over signaling.
-			if !restarting {
-				if res, ok := a.iceRestart(ctx, &answerT, &restartT, "ICE disconnected"); !ok {
-					return res
-				}
-				restarting = true
+			if res, ok := restart("ICE disconnected"); !ok {
+				return res
 			}
 
+		case <-renewT.c():
+			s.log.Info("renewing the signaling connection ahead of the service's 1-hour limit", "age", time.Since(a.sigSince).Round(time.Second))
+			a.startRenew()
+
+		case <-retryT.c():
+			a.startRenew()
+
 		case <-watchdog.C:
-			if a.streaming {
-				last := s.video.Snapshot().LastFrame
-				if !last.IsZero() && time.Since(last) > s.cfg.StallTimeout {
-					return a.fail("media", fmt.Errorf("%w: no video frame for %v", errMediaStalled, time.Since(last).Round(time.Millisecond)))
+			if !a.streaming {
+				continue
+			}
+			last := s.video.Snapshot().LastFrame
+			if last.IsZero() || time.Since(last) <= s.cfg.StallTimeout {
+				continue
+			}
+			// No video although the peer connection may look connected.
+			// A dead network path is noticed by ICE only seconds later,
+			// so first restart ICE (cheap, keeps the session); if video
+			// does not come back within StallTimeout after that, the
+			// master stopped sending: reconnect from scratch.
+			switch {
+			case restarting:
+				// restartT bounds it.
+			case a.stallRestartAt.IsZero() || a.stallFrame != last:
+				a.stallFrame, a.stallRestartAt = last, time.Now()
+				if res, ok := restart(fmt.Sprintf("no video for %v", time.Since(last).Round(time.Millisecond))); !ok {
+					return res
 				}
+			case time.Since(a.stallRestartAt) > s.cfg.StallTimeout:
+				return a.fail("media", fmt.Errorf("%w: no video frame for %v, also after an ICE restart", errMediaStalled, time.Since(last).Round(time.Millisecond)))
 			}
 
 		case c := <-a.candidates:
-			init := c.ToJSON()
-			cand := kvsproto.ICECandidate{Candidate: init.Candidate, SDPMid: init.SDPMid, SDPMLineIndex: init.SDPMLineIndex, UsernameFragment: init.UsernameFragment}
-			if err := a.sig.SendICECandidate(ctx, cand, "", ""); err != nil {
-				s.log.Debug("send candidate", "err", err)
+			a.sendCandidate(ctx, c)
+
+		case <-a.gathered:
+			// Candidates forwarded before the end of gathering may still
+			// wait in their channel.
+			for drained := false; !drained; {
+				select {
+				case c := <-a.candidates:
+					a.sendCandidate(ctx, c)
+				default:
+					drained = true
+				}
+			}
+			if s.cfg.ForceRelay && a.relays == 0 {
+				return a.fail("ice", fmt.Errorf("%w: relay only, and the TURN server gave no allocation (refused credentials, or unreachable)", errNoRelay))
 			}
 
 		case tr := <-a.tracks:
@@ -288,11 +477,14 @@ func (a *attemptRun) loop(ctx context.Context) attemptResult {
 			switch st {
 			case webrtc.ICEConnectionStateConnected, webrtc.ICEConnectionStateCompleted:
 				discT.stop()
-				if restarting {
+				if restarting && a.remoteSet {
 					restarting = false
 					restartT.stop()
 					answerT.stop()
-					s.emit(Event{State: StateStreaming, Attempt: a.n, ClientID: a.clientID, Detail: "ICE restart recovered the connection"})
+					if !a.stallRestartAt.IsZero() {
+						a.stallRestartAt = time.Now() // video has StallTimeout from now to resume
+					}
+					s.emit(Event{State: a.liveState(), Attempt: a.n, ClientID: a.clientID, Detail: "ICE restart recovered the connection"})
 				} else if !connected {
 					connected = true
 					if !a.streaming {
@@ -312,21 +504,50 @@ func (a *attemptRun) loop(ctx context.Context) attemptResult {
 					}
 					return a.fail("ice", fmt.Errorf("%w: %s", errICEFailed, cause))
 				}
-				if restarting {
-					return a.fail("ice", errICEFailed)
-				}
-				if res, ok := a.iceRestart(ctx, &answerT, &restartT, "ICE failed"); !ok {
+				if res, ok := restart("ICE failed"); !ok {
 					return res
 				}
-				restarting = true
 			}
 
-		case ev, ok := <-sigEvents:
-			if !ok {
-				// Signaling ended: renew it, keep the peer connection.
-				if res, ok := a.renewSignaling(ctx, CauseSignalingLost, a.sig.Err()); !ok {
+		case r := <-a.renewed:
+			a.renewing = false
+			if r.err != nil {
+				if res, ok := a.renewFailed(ctx, r.err, &retryT); !ok {
 					return res
 				}
+				continue
+			}
+			old := a.sig
+			a.adopt(r.c)
+			a.closeLater(old)
+			a.renewN = 0
+			retryT.stop()
+			if s.cfg.SignalingRenewAfter > 0 {
+				renewT.set(s.cfg.SignalingRenewAfter)
+			}
+			s.emit(Event{State: a.liveState(), Attempt: a.n, ClientID: a.clientID, Detail: "signaling renewed"})
+			if a.restartWanted {
+				a.restartWanted = false
+				if res, ok := a.iceRestart(ctx, &answerT, "ICE restart after the signaling renewal"); !ok {
+					return res
+				}
+			}
+
+		case ev, ok := <-a.sigEv:
+			if !ok {
+				a.sigEv = nil
+				err := a.sig.Err()
+				if a.renewing {
+					// Usually the service closing it for the connection we
+					// are dialing (the newest one wins).
+					s.log.Debug("signaling ended during a renewal", "err", err)
+					continue
+				}
+				if isTakenOver(err) {
+					return a.fail("signaling", fmt.Errorf("%w (client id %s): %w", ErrClientIDTakenOver, a.clientID, err))
+				}
+				s.emit(Event{State: a.renewState(), Attempt: a.n, ClientID: a.clientID, Cause: CauseSignalingLost, Detail: "renewing the signaling connection: " + errString(err)})
+				a.startRenew()
 				continue
 			}
 			if res, done := a.handle(ctx, ev, &answerT, &mediaT); done {
@@ -336,64 +557,139 @@ func (a *attemptRun) loop(ctx context.Context) attemptResult {
 	}
 }
 
-// iceRestart sends an ICE-restart offer over signaling.
-func (a *attemptRun) iceRestart(ctx context.Context, answerT, restartT *timer, why string) (attemptResult, bool) {
-	s := a.s
-	s.emit(Event{State: StateReconnecting, Attempt: a.n, ClientID: a.clientID, Cause: CauseNetworkChange, Detail: why + ": restarting ICE"})
-	if err := a.sendOffer(ctx, true); err != nil {
-		return a.fail("ice", fmt.Errorf("%w: %w", errICEFailed, err)), false
+// sendCandidate counts a local candidate and trickles it to the master.
+func (a *attemptRun) sendCandidate(ctx context.Context, c *webrtc.ICECandidate) {
+	if c.Typ == webrtc.ICECandidateTypeRelay {
+		a.relays++
 	}
-	answerT.set(s.cfg.Retry.AnswerTimeout)
-	restartT.set(s.cfg.ICERestartTimeout)
-	return attemptResult{}, true
+	if a.sigEv == nil {
+		return // signaling is being renewed; an ICE restart gathers again
+	}
+	init := c.ToJSON()
+	cand := kvsproto.ICECandidate{Candidate: init.Candidate, SDPMid: init.SDPMid, SDPMLineIndex: init.SDPMLineIndex, UsernameFragment: init.UsernameFragment}
+	if err := a.sig.SendICECandidate(ctx, cand, "", ""); err != nil {
+		a.s.log.Debug("send candidate", "err", err)
+	}
 }
 
-// renewSignaling replaces the signaling connection, keeping the peer
-// connection and its media.
-func (a *attemptRun) renewSignaling(ctx context.Context, cause Cause, why error) (attemptResult, bool) {
+// renewState is the state to report while the signaling connection is
+// renewed: media that flows keeps flowing, so the session still streams.
+func (a *attemptRun) renewState() State {
+	if a.streaming {
+		return StateStreaming
+	}
+	return StateReconnecting
+}
+
+// liveState is the state to report once a recovery finished.
+func (a *attemptRun) liveState() State {
+	switch {
+	case a.streaming:
+		return StateStreaming
+	case a.remoteSet:
+		return StateConnected
+	}
+	return StateAwaitingAnswer
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "closed"
+	}
+	return err.Error()
+}
+
+// codecHint explains, for an answer timeout, that a restricted codec list
+// may be the reason: a master that cannot send any offered codec does not
+// answer at all.
+func codecHint(codecs []string) string {
+	if len(codecs) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; the offer listed only %s: a master that cannot send that does not answer", strings.Join(codecs, ", "))
+}
+
+// startRenew dials a replacement signaling connection in the background;
+// the current one (if still open) stays in use until it is ready.
+func (a *attemptRun) startRenew() {
+	if a.renewing {
+		return
+	}
+	a.renewing = true
+	actx := a.actx
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		c, err := a.dial(actx)
+		select {
+		case a.renewed <- renewal{c: c, err: err}:
+		case <-actx.Done():
+			if c != nil {
+				_ = c.Close()
+			}
+		}
+	}()
+}
+
+// renewFailed handles a failed signaling renewal. What retrying cannot fix
+// (the channel was deleted, the credentials were revoked) ends the attempt.
+// Otherwise, while media flows, the media is left alone and the renewal is
+// retried with backoff; before that, three failures end the attempt.
+func (a *attemptRun) renewFailed(ctx context.Context, err error, retryT *timer) (attemptResult, bool) {
 	s := a.s
 	if ctx.Err() != nil {
 		return attemptResult{streamed: a.streaming}, false
 	}
-	detail := "renewing the signaling connection"
-	if why != nil {
-		detail += ": " + why.Error()
+	a.renewN++
+	cause, fatal := classify(err)
+	if fatal || (!a.streaming && a.renewN >= 3) {
+		return a.fail("signaling", err), false
 	}
-	s.emit(Event{State: StateReconnecting, Attempt: a.n, ClientID: a.clientID, Cause: cause, Detail: detail})
-	old := a.sig
-	var lastErr error
-	for i := 1; i <= 3; i++ {
-		sig, err := a.dial(ctx)
-		if err == nil {
-			_ = old.Close()
-			a.sig = sig
-			st := StateAwaitingAnswer
-			if a.streaming {
-				st = StateStreaming
-			} else if a.remoteSet {
-				st = StateConnected
-			}
-			s.emit(Event{State: st, Attempt: a.n, ClientID: a.clientID, Detail: "signaling renewed"})
-			return attemptResult{}, true
-		}
-		lastErr = err
-		if ctx.Err() != nil {
-			return attemptResult{streamed: a.streaming}, false
-		}
-		if _, fatal := classify(err); fatal {
-			break
-		}
-		t := time.NewTimer(s.cfg.Retry.Backoff(i, s.cfg.rand))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return attemptResult{streamed: a.streaming}, false
-		case <-t.C:
-		}
+	wait := s.cfg.Retry.Backoff(a.renewN, s.cfg.rand)
+	if cause == CauseThrottled {
+		wait = max(wait, s.cfg.Retry.throttled(a.renewN, s.cfg.rand))
 	}
-	_ = old.Close()
-	a.sig = old // closed; teardown closes it again harmlessly
-	return a.fail("signaling", lastErr), false
+	s.log.Warn("renewing the signaling connection failed; retrying", "attempt", a.renewN, "retry_in", wait.Round(time.Millisecond), "err", err)
+	if a.sigEv != nil {
+		// The old connection still works (GO_AWAY grace): keep it.
+		retryT.set(wait)
+		return attemptResult{}, true
+	}
+	s.emit(Event{State: a.renewState(), Attempt: a.n, ClientID: a.clientID, Cause: cause, Detail: fmt.Sprintf("renewing the signaling connection failed (%v); again in %v", err, wait.Round(time.Millisecond))})
+	retryT.set(wait)
+	return attemptResult{}, true
+}
+
+// iceRestart sends an ICE-restart offer over signaling, with freshly
+// fetched ICE servers: the TURN credentials the session started with may
+// have expired, or been revoked (RECONNECT_ICE_SERVER), since.
+func (a *attemptRun) iceRestart(ctx context.Context, answerT *timer, why string) (attemptResult, bool) {
+	s := a.s
+	s.emit(Event{State: StateReconnecting, Attempt: a.n, ClientID: a.clientID, Cause: CauseNetworkChange, Detail: why + ": restarting ICE"})
+	s.ice.Invalidate(a.ch.ARN)
+	if ice, err := s.ice.Get(ctx, a.ch.ARN, kvsproto.RoleViewer, a.ep.HTTPS, a.clientID); err == nil {
+		cfg := a.pc.GetConfiguration()
+		cfg.ICEServers = pionServers(ice)
+		if err := a.pc.SetConfiguration(cfg); err != nil {
+			s.log.Warn("cannot update the ICE servers for the restart", "err", err)
+		}
+	} else if ctx.Err() == nil {
+		s.log.Warn("cannot refresh the ICE servers for the restart; using the current ones", "err", err)
+	}
+	if err := a.sendOffer(ctx, true); err != nil {
+		return a.fail("ice", fmt.Errorf("%w: %w", errICEFailed, err)), false
+	}
+	answerT.set(s.cfg.Retry.AnswerTimeout)
+	return attemptResult{}, true
+}
+
+// pionServers converts an ICE configuration for pion.
+func pionServers(cfg control.ICEConfig) []webrtc.ICEServer {
+	out := make([]webrtc.ICEServer, 0, len(cfg.Servers))
+	for _, is := range cfg.Servers {
+		out = append(out, webrtc.ICEServer{URLs: is.URLs, Username: is.Username, Credential: is.Credential})
+	}
+	return out
 }
 
 // handle processes one signaling event. done reports that the attempt ends.
@@ -411,9 +707,16 @@ func (a *attemptRun) handle(ctx context.Context, ev signaling.Event, answerT, me
 		if err := checkAnswer(ev.SDP.SDP); err != nil {
 			return a.fail("answer", err), true
 		}
+		fp := fingerprint(ev.SDP.SDP)
+		if a.remoteFingerprint != "" && fp != a.remoteFingerprint {
+			// The master answered the restart with a new peer connection:
+			// the DTLS session cannot carry over, so start afresh.
+			return a.fail("ice", fmt.Errorf("%w: the master answered the ICE restart with a new session", errICEFailed)), true
+		}
 		if err := a.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ev.SDP.SDP}); err != nil {
 			return a.fail("answer", fmt.Errorf("%w: %w", errBadAnswer, err)), true
 		}
+		a.remoteFingerprint = fp
 		a.remoteSet = true
 		for _, c := range a.pending {
 			if err := a.pc.AddICECandidate(c); err != nil {
@@ -422,7 +725,7 @@ func (a *attemptRun) handle(ctx context.Context, ev signaling.Event, answerT, me
 		}
 		a.pending = nil
 		answerT.stop()
-		if !a.streaming {
+		if !a.streaming && mediaT.t == nil {
 			mediaT.set(s.cfg.Retry.MediaTimeout)
 			s.emit(Event{State: StateConnected, Attempt: a.n, ClientID: a.clientID, Detail: "answer received; connecting ICE"})
 		}
@@ -443,7 +746,7 @@ func (a *attemptRun) handle(ctx context.Context, ev signaling.Event, answerT, me
 	case kvsproto.MessageStatusResponse:
 		st := ev.Status
 		s.log.Warn("status response", "correlationId", st.CorrelationID, "errorType", st.ErrorType, "statusCode", string(st.StatusCode), "description", st.Description)
-		if st.CorrelationID != "" && st.CorrelationID == a.offerCorrelation {
+		if st.CorrelationID != "" && st.CorrelationID == a.offerCorrelation && !st.Success {
 			err := &StatusError{Code: st.StatusCode.Int(), Type: st.ErrorType, Description: st.Description}
 			if st.ErrorType == kvsproto.ErrCodeClientLimitExceeded {
 				return attemptResult{err: err, stage: "signaling", cause: CauseThrottled, streamed: a.streaming}, true
@@ -452,15 +755,18 @@ func (a *attemptRun) handle(ctx context.Context, ev signaling.Event, answerT, me
 		}
 
 	case kvsproto.MessageGoAway:
-		if res, ok := a.renewSignaling(ctx, CauseGoAway, errors.New("GO_AWAY from the service")); !ok {
-			return res, true
-		}
+		s.emit(Event{State: a.renewState(), Attempt: a.n, ClientID: a.clientID, Cause: CauseGoAway, Detail: "GO_AWAY from the service: renewing the signaling connection"})
+		a.startRenew()
 
 	case kvsproto.MessageReconnectICEServer:
-		// The relay is going away: future connects must fetch fresh ICE
-		// servers. A connected peer keeps its current path.
+		// The relay is going away: fetch fresh ICE servers now, so that an
+		// ICE restart (when the relay path ends) and future connects use
+		// them. A connected peer keeps its current path meanwhile.
 		s.ice.Invalidate(a.ch.ARN)
-		s.log.Info("RECONNECT_ICE_SERVER: ICE servers will be refreshed")
+		gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := s.ice.Get(gctx, a.ch.ARN, kvsproto.RoleViewer, a.ep.HTTPS, a.clientID)
+		cancel()
+		s.log.Info("RECONNECT_ICE_SERVER: ICE servers refreshed", "err", err)
 	}
 	return attemptResult{}, false
 }

@@ -9,9 +9,29 @@
 // connection, goroutines) and the next one starts after a jittered backoff.
 // What retrying cannot fix (rejected credentials, an unknown channel, an
 // invalid client id) fails at once with a *SessionError naming the cause and
-// the fix. While streaming, the session renews its signaling connection on
-// GO_AWAY or loss without touching the media, restarts ICE when the network
-// path fails, and reconnects from scratch when media stops.
+// the fix; throttling is retried with a growing backoff, and a full channel
+// is waited out only with Config.WaitForSlot.
+//
+// While streaming, the session keeps its media through everything it can:
+//   - The signaling connection is renewed in the background on GO_AWAY, when
+//     it closes (idle timeout, connection cap), when its keepalive goes
+//     unanswered (a socket that died silently) and before the 1-hour limit
+//     (Config.SignalingRenewAfter); a renewal refused for the signing time
+//     measures the clock offset again.
+//   - When ICE disconnects or fails, or video stops although the peer
+//     connection looks connected, it restarts ICE over signaling with fresh
+//     ICE servers (TURN credentials expire), and keeps its peer connection
+//     (the kvsrtc master answers the restart on its side of it). If the
+//     restart fails, or video does not resume within Config.StallTimeout,
+//     it reconnects from scratch with a fresh client id.
+//   - A relay-only attempt whose TURN allocation is refused fetches fresh
+//     ICE servers and tries again.
+//   - When a newer connection with the same client id takes over, it
+//     continues with a fresh client id (cause client-id-reuse) instead of
+//     taking the id back.
+//
+// docs/RESILIENCE.md lists every cause, what the viewer does about it, and
+// the test that proves it.
 //
 //	ctl, _ := control.New(ctx, control.Config{})
 //	s, err := viewer.New(viewer.Config{Channel: "front-door", Control: ctl,

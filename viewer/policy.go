@@ -123,6 +123,31 @@ func (p RetryPolicy) Backoff(n int, r *rand.Rand) time.Duration {
 	return d
 }
 
+// jitter returns a uniform draw from [0, d), or 0 with NoJitter.
+func (p RetryPolicy) jitter(d time.Duration, r *rand.Rand) time.Duration {
+	if p.NoJitter || d <= 0 {
+		return 0
+	}
+	if r != nil {
+		return time.Duration(r.Int64N(int64(d)))
+	}
+	return time.Duration(rand.Int64N(int64(d)))
+}
+
+// throttled returns the wait before retry n (n >= 1) after the service
+// throttled the viewer: from throttledWait, doubling, up to 8 s, plus a
+// jitter of up to as much again. It grows faster than Backoff because a
+// channel admits only 3 connects per second: when many viewers retry at
+// once, the herd has to thin out.
+func (p RetryPolicy) throttled(n int, r *rand.Rand) time.Duration {
+	d := throttledWait
+	for i := 1; i < n && d < 8*time.Second; i++ {
+		d *= 2
+	}
+	d = min(d, 8*time.Second)
+	return d + p.jitter(d, r)
+}
+
 // ClientIDReuseWindow is how long a generated client id is never handed out
 // again: the service may still hold state for a client id for about a
 // minute after its connection closed.

@@ -85,7 +85,7 @@ func (c Cause) Advice() string {
 	case CauseClientID:
 		return "use a client id of 1-256 characters from letters, digits, '-', '_' and '.', not starting with AWS_ (or let kvsrtc generate one)"
 	case CauseClientIDReuse:
-		return "use a fresh client id per connection; another connection with the same client id took over"
+		return "another connection with the same client id took over (the service routes to the newest one): give every viewer its own client id; kvsrtc continues with a fresh one"
 	case CauseThrottled:
 		return "too many connection attempts or messages in a short time: wait a few seconds before retrying (the channel allows 3 connects/s)"
 	case CauseNetworkChange:
@@ -95,7 +95,7 @@ func (c Cause) Advice() string {
 	case CauseChannelFull:
 		return "the channel already has its maximum number of viewers (10): close another viewer or retry with --wait-for-slot"
 	case CauseICEExpired:
-		return "the TURN credentials expired; kvsrtc refreshes them and retries"
+		return "the TURN server refused the relay allocation: expired ICE server credentials are fetched again automatically; if this persists the TURN servers are unreachable (allow UDP and TCP 443 to them, or drop --relay)"
 	case CauseNoAnswer:
 		return "the master did not answer: check that the camera (master) is connected to this channel and running"
 	case CauseMasterGone:
@@ -119,6 +119,9 @@ var (
 	ErrNoMedia       = errors.New("viewer: no video frame before the timeout")
 	ErrGaveUp        = errors.New("viewer: gave up after the configured attempts")
 	ErrBudget        = errors.New("viewer: the total time budget ran out")
+	// ErrClientIDTakenOver: the service closed the signaling connection
+	// because a newer connection with the same client id took over.
+	ErrClientIDTakenOver = errors.New("viewer: a newer connection with the same client id took over")
 )
 
 // SessionError is what Run returns when the viewer gives up: at which stage,

@@ -77,8 +77,18 @@ type Config struct {
 	// bound (recover until the context ends); -1: never recover.
 	MaxRecoveries int
 
-	// PingInterval is the signaling keepalive interval (0: 10 s).
+	// PingInterval is the signaling keepalive interval (0: 10 s). A
+	// signaling connection that dies without a close frame is noticed
+	// within PingInterval + PongTimeout and renewed.
 	PingInterval time.Duration
+	// PongTimeout is how long a keepalive ping may go unanswered before
+	// the signaling connection is declared dead (0: 5 s).
+	PongTimeout time.Duration
+	// SignalingRenewAfter is the age at which the signaling connection is
+	// replaced by a new one, ahead of the service's 1-hour limit, without
+	// touching the media (0: 50 min; negative: only when the service asks
+	// or the connection ends).
+	SignalingRenewAfter time.Duration
 	// HTTPClient is used for the signaling WebSocket handshake (TLS roots).
 	// Nil: http.DefaultClient.
 	HTTPClient *http.Client
@@ -158,7 +168,10 @@ func New(cfg Config) (*Session, error) {
 	if cfg.DisconnectedGrace == 0 {
 		cfg.DisconnectedGrace = 3 * time.Second
 	}
-	if cfg.Duration < 0 || cfg.StallTimeout < 0 || cfg.ICERestartTimeout < 0 || cfg.DisconnectedGrace < 0 {
+	if cfg.SignalingRenewAfter == 0 {
+		cfg.SignalingRenewAfter = DefaultSignalingRenewAfter
+	}
+	if cfg.Duration < 0 || cfg.StallTimeout < 0 || cfg.ICERestartTimeout < 0 || cfg.DisconnectedGrace < 0 || cfg.PongTimeout < 0 {
 		return nil, fmt.Errorf("%w: durations must not be negative", ErrInvalidConfig)
 	}
 	ids := &ClientIDs{Prefix: cfg.ClientIDPrefix, Now: cfg.Control.Now}
@@ -186,6 +199,15 @@ func New(cfg Config) (*Session, error) {
 		video: media.NewStats(0), audio: media.NewStats(0),
 	}, nil
 }
+
+// DefaultSignalingRenewAfter is the default Config.SignalingRenewAfter:
+// ten minutes inside the service's 1-hour connection limit.
+const DefaultSignalingRenewAfter = 50 * time.Minute
+
+// throttledWait is the least a retry waits after the service throttled
+// the viewer (see RetryPolicy.throttled): the connect limit is 3 per
+// second per channel, so retrying sooner only burns attempts.
+const throttledWait = 500 * time.Millisecond
 
 // ErrInvalidConfig is matched by configuration errors from New.
 var ErrInvalidConfig = errors.New("viewer: invalid config")
@@ -277,7 +299,7 @@ func (s *Session) Run(ctx context.Context) (err error) {
 	}()
 
 	s.emit(Event{State: StateConnecting, Attempt: 1, Detail: "resolving channel " + s.cfg.Channel})
-	ch, err := s.cfg.Control.ResolveChannel(ctx, s.cfg.Channel)
+	ch, err := s.resolve(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -309,6 +331,9 @@ func (s *Session) Run(ctx context.Context) (err error) {
 		s.mu.Unlock()
 		if attempt > 1 {
 			wait := s.cfg.Retry.Backoff(attempt-1, s.cfg.rand)
+			if nextCause == CauseThrottled {
+				wait = max(wait, s.cfg.Retry.throttled(attempt-1, s.cfg.rand))
+			}
 			if !budgetEnd.IsZero() && time.Now().Add(wait).After(budgetEnd) {
 				return &SessionError{Stage: "connect", Cause: nextCause, Attempts: total - 1, Err: ErrBudget}
 			}
@@ -360,6 +385,11 @@ func (s *Session) Run(ctx context.Context) (err error) {
 		if cause == CauseICEExpired || cause == CauseNetworkChange {
 			s.ice.Invalidate(ch.ARN)
 		}
+		if streamedOnce && (cause == CauseNoAnswer || cause == CauseNoMedia) {
+			// It streamed before, so the viewer's setup works: the master
+			// stopped answering or sending.
+			cause = CauseMasterGone
+		}
 		if fatal {
 			return &SessionError{Stage: res.stage, Cause: cause, Attempts: total, Err: res.err}
 		}
@@ -372,6 +402,7 @@ func (s *Session) Run(ctx context.Context) (err error) {
 			s.mu.Lock()
 			s.summary.Recoveries = recoveries
 			s.mu.Unlock()
+			s.emit(Event{State: StateReconnecting, Attempt: 1, Cause: cause, Detail: fmt.Sprintf("reconnecting (recovery %d): %v", recoveries, res.err)})
 			attempt = 0
 			if s.cfg.Retry.TotalBudget > 0 {
 				budgetEnd = time.Now().Add(s.cfg.Retry.TotalBudget)
@@ -379,15 +410,42 @@ func (s *Session) Run(ctx context.Context) (err error) {
 			nextCause = cause
 			continue
 		}
-		if attempt >= s.cfg.Retry.MaxAttempts {
+		waiting := cause == CauseChannelFull && s.cfg.WaitForSlot // bounded by the budget only
+		if attempt >= s.cfg.Retry.MaxAttempts && !waiting {
 			err := res.err
 			if !errors.Is(err, ErrAnswerTimeout) && !errors.Is(err, ErrNoMedia) {
 				err = fmt.Errorf("%w: %w", ErrGaveUp, err)
 			}
-			_ = streamedOnce
 			return &SessionError{Stage: res.stage, Cause: cause, Attempts: total, Err: err}
 		}
 		nextCause = cause
+	}
+}
+
+// resolve finds the channel, retrying what retrying can fix (throttling,
+// network errors) within the retry policy.
+func (s *Session) resolve(ctx context.Context) (control.Channel, error) {
+	for n := 1; ; n++ {
+		ch, err := s.cfg.Control.ResolveChannel(ctx, s.cfg.Channel)
+		if err == nil || ctx.Err() != nil {
+			return ch, err
+		}
+		cause, fatal := classify(err)
+		if fatal || n >= s.cfg.Retry.MaxAttempts {
+			return ch, err
+		}
+		wait := s.cfg.Retry.Backoff(n, s.cfg.rand)
+		if cause == CauseThrottled {
+			wait = max(wait, s.cfg.Retry.throttled(n, s.cfg.rand))
+		}
+		s.emit(Event{State: StateReconnecting, Attempt: 1, Cause: cause, Detail: fmt.Sprintf("resolving the channel failed (%v); again in %v", err, wait.Round(time.Millisecond))})
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ch, ctx.Err()
+		case <-t.C:
+		}
 	}
 }
 
@@ -398,6 +456,10 @@ func classify(err error) (Cause, bool) {
 		return CauseNoAnswer, false
 	case errors.Is(err, ErrNoMedia):
 		return CauseNoMedia, false
+	case errors.Is(err, ErrClientIDTakenOver):
+		return CauseClientIDReuse, false
+	case errors.Is(err, errBadOffer):
+		return CauseBadOffer, true
 	case errors.Is(err, control.ErrClockSkew):
 		return CauseClockSkew, true
 	case errors.Is(err, control.ErrAccessDenied), errors.Is(err, signaling.ErrForbidden),

@@ -1,0 +1,350 @@
+package doctor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/kinesisvideo"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/kvsrtc/kvsrtc/control"
+	"github.com/kvsrtc/kvsrtc/kvsproto"
+	"github.com/kvsrtc/kvsrtc/viewer"
+)
+
+// maxSkew is the SigV4 window: clients that sign with a clock further off
+// than this are refused.
+const maxSkew = 5 * time.Minute
+
+// stepTimeout bounds each control-plane call of a check.
+const stepTimeout = 15 * time.Second
+
+// isAWSHost reports whether an endpoint URL names an AWS-operated host.
+func isAWSHost(u string) bool {
+	p, err := url.Parse(u)
+	if err != nil {
+		return false
+	}
+	h := p.Hostname()
+	return strings.HasSuffix(h, ".amazonaws.com") || strings.HasSuffix(h, ".amazonaws.com.cn") || strings.HasSuffix(h, ".api.aws")
+}
+
+// stsEndpoint picks the STS endpoint: Config.STSEndpoint, else the
+// control-plane endpoint when it is not AWS ("" = the SDK's resolution).
+func (d *run) stsEndpoint() string {
+	if d.cfg.STSEndpoint != "" {
+		return d.cfg.STSEndpoint
+	}
+	if ep := d.ctl.Kinesisvideo().Options().BaseEndpoint; ep != nil && *ep != "" && !isAWSHost(*ep) {
+		return *ep
+	}
+	return ""
+}
+
+// offsetSigner signs with the local clock plus a measured offset, so that
+// a skewed clock can be retried with the service's time.
+type offsetSigner struct {
+	s      *v4.Signer
+	offset *atomic.Int64
+}
+
+func (o offsetSigner) SignHTTP(ctx context.Context, creds aws.Credentials, r *http.Request, payloadHash, service, region string, t time.Time, optFns ...func(*v4.SignerOptions)) error {
+	return o.s.SignHTTP(ctx, creds, r, payloadHash, service, region, t.Add(time.Duration(o.offset.Load())), optFns...)
+}
+
+func isSkewMessage(msg string) bool {
+	m := strings.ToLower(msg)
+	return strings.Contains(m, "signature expired") || strings.Contains(m, "signature not yet current")
+}
+
+// checkCredentials asks STS who the credentials belong to.
+func (d *run) checkCredentials(ctx context.Context) {
+	k := d.begin(CheckCredentials, "credentials: who am I (STS GetCallerIdentity)")
+	creds, err := d.ctl.Credentials(ctx)
+	if err != nil {
+		k.fail(viewer.CauseCredentials, err, "no AWS credentials: "+err.Error(), "")
+		return
+	}
+	k.fact("accessKeyId", redactKey(creds.AccessKeyID))
+	k.fact("source", creds.Source)
+	k.fact("region", d.ctl.Region())
+	var offset atomic.Int64
+	var date, local atomic.Value
+	provider := aws.CredentialsProviderFunc(func(ctx context.Context) (aws.Credentials, error) { return d.ctl.Credentials(ctx) })
+	cctx, cancel := context.WithTimeout(ctx, stepTimeout)
+	defer cancel()
+	awsCfg, err := awsconfig.LoadDefaultConfig(cctx, awsconfig.WithRegion(d.ctl.Region()), awsconfig.WithCredentialsProvider(provider))
+	if err != nil {
+		k.fail(viewer.CauseConfig, err, "loading the AWS configuration: "+err.Error(), "")
+		return
+	}
+	ep := d.stsEndpoint()
+	client := sts.NewFromConfig(awsCfg, func(o *sts.Options) {
+		if ep != "" {
+			o.BaseEndpoint = aws.String(ep)
+		}
+		o.Credentials = provider
+		o.HTTPSignerV4 = offsetSigner{s: v4.NewSigner(), offset: &offset}
+		o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
+			return st.Deserialize.Add(middleware.DeserializeMiddlewareFunc("kvsrtcDoctorDate",
+				func(ctx context.Context, in middleware.DeserializeInput, next middleware.DeserializeHandler) (middleware.DeserializeOutput, middleware.Metadata, error) {
+					out, md, err := next.HandleDeserialize(ctx, in)
+					if resp, ok := out.RawResponse.(*smithyhttp.Response); ok && resp != nil {
+						if t, perr := http.ParseTime(resp.Header.Get("Date")); perr == nil {
+							date.Store(t)
+							local.Store(time.Now())
+						}
+					}
+					return out, md, err
+				}), middleware.After)
+		})
+	})
+	if ep == "" {
+		k.fact("endpoint", "AWS STS ("+d.ctl.Region()+")")
+	} else {
+		k.fact("endpoint", ep)
+	}
+	call := func() (*sts.GetCallerIdentityOutput, error) {
+		return client.GetCallerIdentity(cctx, &sts.GetCallerIdentityInput{})
+	}
+	out, err := call()
+	var ae smithy.APIError
+	skewed := false
+	if err != nil && errors.As(err, &ae) && isSkewMessage(ae.ErrorMessage()) {
+		// The clock is off: ask again with the service's time (as kvsrtc's
+		// clients do) so that the credentials themselves get checked.
+		if t, ok := date.Load().(time.Time); ok {
+			offset.Store(int64(t.Sub(local.Load().(time.Time))))
+			skewed = true
+			out, err = call()
+		}
+	}
+	if t, ok := date.Load().(time.Time); ok {
+		d.stsDate, d.stsLocal = t, local.Load().(time.Time)
+	}
+	if err != nil {
+		if errors.As(err, &ae) {
+			k.fact("errorCode", ae.ErrorCode())
+			if isSkewMessage(ae.ErrorMessage()) {
+				k.fail(viewer.CauseClockSkew, err, "the service refused the signing time: "+ae.ErrorMessage(), "")
+				return
+			}
+			advice := "the access key, secret key (or session token) are wrong, revoked or expired: set AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN) or AWS_PROFILE to a working identity"
+			if strings.Contains(strings.ToLower(ae.ErrorMessage()), "region") {
+				advice = "the request was signed for the wrong region: set AWS_REGION (--region) to the channel's region"
+			}
+			k.fail(viewer.CauseCredentials, err, fmt.Sprintf("STS refused the credentials: %s: %s", ae.ErrorCode(), ae.ErrorMessage()), advice)
+			return
+		}
+		k.fail(viewer.CauseConfig, err, "could not reach STS: "+err.Error(),
+			"check the network, or point --sts-endpoint (AWS_ENDPOINT_URL_STS) at a reachable STS endpoint")
+		return
+	}
+	k.fact("account", aws.ToString(out.Account))
+	k.fact("arn", aws.ToString(out.Arn))
+	k.fact("userId", aws.ToString(out.UserId))
+	note := ""
+	if skewed {
+		note = "valid once signed with the service's time (see the clock check)"
+	}
+	k.pass(note)
+}
+
+// redactKey keeps the first 4 and last 4 characters of an access key id.
+func redactKey(id string) string {
+	if len(id) <= 8 {
+		return strings.Repeat("*", len(id))
+	}
+	return id[:4] + strings.Repeat("*", len(id)-8) + id[len(id)-4:]
+}
+
+// checkClock measures the offset between the local and the service clock.
+func (d *run) checkClock(ctx context.Context) {
+	k := d.begin(CheckClock, "clock: offset from the service's clock")
+	var offset time.Duration
+	switch {
+	case !d.stsDate.IsZero():
+		offset = d.stsDate.Sub(d.stsLocal)
+		k.fact("source", "Date header of the STS answer")
+	default:
+		// Measure with a control-plane call (its answer carries the Date).
+		cctx, cancel := context.WithTimeout(ctx, stepTimeout)
+		_, err := d.ctl.Kinesisvideo().ListSignalingChannels(cctx, &kinesisvideo.ListSignalingChannelsInput{MaxResults: aws.Int32(1)})
+		cancel()
+		offset = d.ctl.ClockOffset()
+		k.fact("source", "Date header of a control-plane answer")
+		if err != nil && offset == 0 {
+			k.skip("no answer from the service to measure with: " + err.Error())
+			return
+		}
+	}
+	k.fact("offset", offset.Round(time.Millisecond).String())
+	k.fact("serviceTime", time.Now().Add(offset).UTC().Format(time.RFC3339))
+	k.fact("localTime", time.Now().UTC().Format(time.RFC3339))
+	// The Date header has a resolution of one second, and the round trip
+	// adds to it.
+	switch abs := offset.Abs(); {
+	case abs >= maxSkew:
+		k.fail(viewer.CauseClockSkew, nil,
+			fmt.Sprintf("this machine's clock is %v off the service's; requests signed with it are refused (kvsrtc measures and corrects the offset itself, other clients do not)", offset.Round(time.Second)), "")
+	case abs > 30*time.Second:
+		k.pass(fmt.Sprintf("the clock is %v off: within the 5-minute signing window, but fix it (NTP) before it drifts further", offset.Round(time.Second)))
+	default:
+		k.pass("")
+	}
+}
+
+// classify maps a control-plane or signaling error to a cause.
+func classify(err error) viewer.Cause {
+	var ce *control.APIError
+	switch {
+	case errors.Is(err, control.ErrClockSkew):
+		return viewer.CauseClockSkew
+	case errors.Is(err, control.ErrChannelNotFound), errors.Is(err, control.ErrChannelDeleting):
+		return viewer.CauseChannelNotFound
+	case errors.Is(err, control.ErrAccessDenied), errors.Is(err, control.ErrMissingCredentials):
+		return viewer.CauseCredentials
+	case errors.Is(err, control.ErrThrottled):
+		return viewer.CauseThrottled
+	case errors.Is(err, control.ErrMissingRegion), errors.Is(err, control.ErrInvalidArgument):
+		return viewer.CauseConfig
+	case errors.As(err, &ce):
+		return viewer.CauseConfig
+	}
+	return viewer.CauseSignalingLost
+}
+
+// checkChannel resolves the channel; when it does not exist, it lists the
+// channels that do.
+func (d *run) checkChannel(ctx context.Context) {
+	k := d.begin(CheckChannel, "channel: exists and is ACTIVE")
+	cctx, cancel := context.WithTimeout(ctx, stepTimeout)
+	defer cancel()
+	ch, err := d.ctl.ResolveChannel(cctx, d.cfg.Channel)
+	if ch.ARN != "" {
+		k.fact("arn", ch.ARN)
+		k.fact("status", string(ch.Status))
+	}
+	if err != nil {
+		cause := classify(err)
+		switch {
+		case errors.Is(err, control.ErrChannelDeleting):
+			k.fail(cause, err, fmt.Sprintf("channel %s is being deleted", d.cfg.Channel),
+				"the channel is being deleted: wait for the deletion to finish and create it again, or use another channel")
+		case errors.Is(err, control.ErrChannelNotFound):
+			d.listChannels(cctx, k)
+			k.fail(cause, err, fmt.Sprintf("no channel %q in account and region %s", d.cfg.Channel, d.ctl.Region()),
+				"check the channel name or ARN and the region (AWS_REGION / --region): the existing channels are listed in the evidence")
+		case errors.Is(err, control.ErrInvalidArgument) && strings.Contains(err.Error(), "region"):
+			k.fail(viewer.CauseCredentials, err, "", "the channel ARN names another region: set AWS_REGION (--region) to the ARN's region")
+		default:
+			k.fail(cause, err, "", "")
+		}
+		return
+	}
+	d.channel, d.haveCh = ch, true
+	d.rep.ChannelARN = ch.ARN
+	k.fact("name", ch.Name)
+	k.fact("type", string(ch.Type))
+	if ch.MessageTTL > 0 {
+		k.fact("messageTtl", ch.MessageTTL.String())
+	}
+	if !ch.CreationTime.IsZero() {
+		k.fact("created", ch.CreationTime.UTC().Format(time.RFC3339))
+	}
+	if ch.Status != kvsproto.StatusActive {
+		k.fail(viewer.CauseChannelNotFound, nil, fmt.Sprintf("the channel is %s, not ACTIVE", ch.Status),
+			"wait until the channel is ACTIVE (aws kinesisvideo describe-signaling-channel)")
+		d.haveCh = false
+		return
+	}
+	k.pass("")
+}
+
+// listChannels adds up to ten channel names of the region to k.
+func (d *run) listChannels(ctx context.Context, k *checker) {
+	out, err := d.ctl.Kinesisvideo().ListSignalingChannels(ctx, &kinesisvideo.ListSignalingChannelsInput{MaxResults: aws.Int32(10)})
+	if err != nil {
+		k.fact("existingChannels", "could not list: "+err.Error())
+		return
+	}
+	names := make([]string, 0, len(out.ChannelInfoList))
+	for _, ci := range out.ChannelInfoList {
+		names = append(names, aws.ToString(ci.ChannelName))
+	}
+	if out.NextToken != nil {
+		names = append(names, "...")
+	}
+	k.fact("existingChannels", names)
+}
+
+// checkEndpoints gets the VIEWER endpoints.
+func (d *run) checkEndpoints(ctx context.Context) {
+	k := d.begin(CheckEndpoints, "endpoints: VIEWER signaling endpoints")
+	if !d.haveCh {
+		k.skip("needs the channel")
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, stepTimeout)
+	defer cancel()
+	ep, err := d.ctl.Endpoints(cctx, d.channel.ARN, kvsproto.RoleViewer)
+	if err != nil {
+		k.fail(classify(err), err, "", "")
+		return
+	}
+	d.endpoints, d.haveEP = ep, true
+	k.fact("wss", ep.WSS)
+	k.fact("https", ep.HTTPS)
+	k.pass("")
+}
+
+// checkICEServers fetches the ICE server configuration.
+func (d *run) checkICEServers(ctx context.Context) {
+	k := d.begin(CheckICEServers, "ice-servers: GetIceServerConfig")
+	if !d.haveEP {
+		k.skip("needs the endpoints")
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, stepTimeout)
+	defer cancel()
+	ice, err := d.ctl.ICEServers(cctx, d.channel.ARN, d.endpoints.HTTPS, "")
+	if err != nil {
+		k.fail(classify(err), err, "", "")
+		return
+	}
+	d.ice, d.haveICE = ice, true
+	turns, uris := 0, 0
+	var stun []string
+	for _, s := range ice.Servers {
+		if s.Username != "" || s.Credential != "" {
+			turns++
+			uris += len(s.URLs)
+		} else {
+			stun = append(stun, s.URLs...)
+		}
+	}
+	k.fact("turnServers", turns)
+	k.fact("turnUris", uris)
+	if len(stun) > 0 {
+		k.fact("stun", stun)
+	}
+	k.fact("ttl", ice.TTL.String())
+	k.fact("expires", ice.Expires.UTC().Format(time.RFC3339))
+	if turns == 0 {
+		k.pass("no TURN servers: only direct (host/srflx) paths are possible")
+		return
+	}
+	k.pass(fmt.Sprintf("the credentials expire after %v: an app must fetch them again before then (expired ones are refused by TURN)", ice.TTL))
+}

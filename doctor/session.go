@@ -1,0 +1,567 @@
+package doctor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/kvsrtc/kvsrtc/kvsproto"
+	"github.com/kvsrtc/kvsrtc/media"
+	"github.com/kvsrtc/kvsrtc/rtc"
+	"github.com/kvsrtc/kvsrtc/signaling"
+	"github.com/kvsrtc/kvsrtc/viewer"
+)
+
+// doctorIDPrefix starts the client ids the doctor generates.
+const doctorIDPrefix = "kvsrtc-doctor-"
+
+// closeCodeReplaced is the close code of a connection displaced by a newer
+// one with the same client id (the local emulator's choice; a reason
+// naming the replacement is recognised too).
+const closeCodeReplaced = 4001
+
+// checkClientID validates the client id the session checks use.
+func (d *run) checkClientID() {
+	k := d.begin(CheckClientID, "client-id: follows the rules")
+	id, generated := d.cfg.ClientID, false
+	if id == "" {
+		ids := &viewer.ClientIDs{Prefix: doctorIDPrefix}
+		var err error
+		if id, err = ids.Next(); err != nil {
+			k.fail(viewer.CauseClientID, err, "", "")
+			return
+		}
+		generated = true
+	}
+	k.fact("clientId", id)
+	k.fact("length", len(id))
+	k.fact("generated", generated)
+	if err := kvsproto.ValidateClientID(id); err != nil {
+		k.fail(viewer.CauseClientID, err, "", "")
+		return
+	}
+	d.clientID, d.idOK = id, true
+	d.rep.ClientID = id
+	if generated {
+		k.pass("")
+		return
+	}
+	k.pass("if another viewer uses this client id, connecting with it displaced that viewer (the newest connection wins)")
+}
+
+// checkSession runs the checks that need a signaling connection and a
+// peer connection: signaling, master, ice, media.
+func (d *run) checkSession(ctx context.Context) {
+	k := d.begin(CheckSignaling, "signaling: WebSocket connects as VIEWER")
+	rest := func(why string) {
+		for _, c := range []struct{ name, title string }{
+			{CheckMaster, "master: answers an offer"},
+			{CheckICE, "ice: the peer connection connects"},
+			{CheckMedia, "media: video arrives"},
+		} {
+			d.begin(c.name, c.title).skip(why)
+		}
+	}
+	switch {
+	case !d.haveEP:
+		k.skip("needs the endpoints")
+		rest("needs the signaling connection")
+		return
+	case !d.idOK:
+		k.skip("needs a valid client id")
+		rest("needs the signaling connection")
+		return
+	}
+	ctl := d.ctl
+	cfg := signaling.Config{
+		Endpoint: d.endpoints.WSS, ChannelARN: d.channel.ARN, Role: kvsproto.RoleViewer, ClientID: d.clientID,
+		Region: ctl.Region(), Credentials: ctl.SigV4Credentials, Now: ctl.Now, HTTPClient: d.cfg.HTTPClient, Logger: d.log,
+	}
+	sig, err := signaling.Dial(ctx, cfg)
+	k.fact("endpoint", d.endpoints.WSS)
+	if err != nil {
+		var he *signaling.HandshakeError
+		if errors.As(err, &he) {
+			k.fact("httpStatus", he.StatusCode)
+			k.fact("errorCode", he.Code)
+		}
+		k.fail(classifySignaling(err), err, "", "")
+		rest("needs the signaling connection")
+		return
+	}
+	k.fact("connectTime", time.Since(k.start).Round(time.Millisecond).String())
+	k.pass("")
+	p := &probe{d: d, sig: sig, sigEv: sig.Events()}
+	defer p.close()
+	p.run(ctx)
+}
+
+// classifySignaling maps a signaling dial error to a cause.
+func classifySignaling(err error) viewer.Cause {
+	var he *signaling.HandshakeError
+	switch {
+	case errors.As(err, &he) && errors.Is(err, signaling.ErrForbidden) && isSkewMessage(he.Message):
+		return viewer.CauseClockSkew
+	case errors.Is(err, signaling.ErrForbidden):
+		return viewer.CauseCredentials
+	case errors.Is(err, signaling.ErrNotFound):
+		return viewer.CauseChannelNotFound
+	case errors.Is(err, signaling.ErrChannelFull):
+		return viewer.CauseChannelFull
+	case errors.Is(err, signaling.ErrThrottled):
+		return viewer.CauseThrottled
+	case errors.Is(err, signaling.ErrBadRequest), errors.Is(err, kvsproto.ErrInvalid):
+		return viewer.CauseClientID
+	}
+	return viewer.CauseSignalingLost
+}
+
+// probe is the doctor's viewer: one signaling connection, one peer
+// connection at a time, every goroutine owned.
+type probe struct {
+	d     *run
+	sig   *signaling.Client
+	sigEv <-chan signaling.Event
+
+	pc     *webrtc.PeerConnection
+	pcDone func() // stops the current peer connection's goroutines
+	video  *media.Stats
+
+	cands    chan *webrtc.ICECandidate
+	states   chan webrtc.ICEConnectionState
+	tracks   chan *webrtc.TrackRemote
+	keyframe chan time.Time
+
+	corr      string
+	offerAt   time.Time
+	answer    string
+	answerAt  time.Time
+	status    *kvsproto.StatusResponse
+	sigErr    error
+	remoteSet bool
+	pending   []webrtc.ICECandidateInit
+	iceState  webrtc.ICEConnectionState
+	keyAt     time.Time
+	local     map[string]int
+	remote    map[string]int
+}
+
+func (p *probe) close() {
+	p.closePC()
+	_ = p.sig.Close()
+}
+
+func (p *probe) closePC() {
+	if p.pc != nil {
+		_ = p.pc.Close()
+		p.pcDone()
+		p.pc = nil
+	}
+}
+
+// newPC creates a receive-only peer connection offering codecs (nil: all).
+func (p *probe) newPC(codecs []string) error {
+	p.closePC()
+	d := p.d
+	api, err := rtc.NewAPI(rtc.Config{LoopbackOnly: d.cfg.LoopbackOnly, VideoCodecs: codecs, Audio: d.cfg.Audio, Logger: d.log})
+	if err != nil {
+		return err
+	}
+	pcCfg := webrtc.Configuration{}
+	for _, s := range d.ice.Servers {
+		pcCfg.ICEServers = append(pcCfg.ICEServers, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
+	}
+	if d.cfg.ForceRelay {
+		pcCfg.ICETransportPolicy = webrtc.ICETransportPolicyRelay
+	}
+	pc, err := api.NewPeerConnection(pcCfg)
+	if err != nil {
+		return err
+	}
+	recv := webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, recv); err != nil {
+		_ = pc.Close()
+		return err
+	}
+	if d.cfg.Audio {
+		if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, recv); err != nil {
+			_ = pc.Close()
+			return err
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	p.pc, p.video = pc, media.NewStats(0)
+	p.pcDone = func() { cancel(); wg.Wait() }
+	p.cands = make(chan *webrtc.ICECandidate, 64)
+	p.states = make(chan webrtc.ICEConnectionState, 16)
+	p.tracks = make(chan *webrtc.TrackRemote, 4)
+	p.keyframe = make(chan time.Time, 1)
+	p.local, p.remote = map[string]int{}, map[string]int{}
+	p.answer, p.status, p.remoteSet, p.pending, p.keyAt = "", nil, false, nil, time.Time{}
+	p.iceState = webrtc.ICEConnectionStateNew
+	cands, states, tracks, keyframe, video := p.cands, p.states, p.tracks, p.keyframe, p.video
+	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
+		if c == nil {
+			return
+		}
+		select {
+		case cands <- c:
+		case <-ctx.Done():
+		}
+	})
+	pc.OnICEConnectionStateChange(func(st webrtc.ICEConnectionState) {
+		select {
+		case states <- st:
+		case <-ctx.Done():
+		}
+	})
+	pc.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
+		if t.Kind() != webrtc.RTPCodecTypeVideo {
+			return
+		}
+		ssrc := uint32(t.SSRC())
+		rcv, err := media.NewReceiver(t, media.ReceiverConfig{Logger: d.log, Sinks: []media.Sink{video},
+			RequestKeyframe: func() { _ = pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}}) }})
+		if err != nil {
+			d.log.Warn("cannot receive the video track", "codec", t.Codec().MimeType, "err", err)
+			return
+		}
+		wg.Add(3)
+		go func() { defer wg.Done(); _ = rcv.Run(ctx) }()
+		go func() {
+			defer wg.Done()
+			select {
+			case <-rcv.FirstKeyframe():
+				select {
+				case keyframe <- time.Now():
+				default:
+				}
+			case <-ctx.Done():
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for {
+				if _, _, err := r.ReadRTCP(); err != nil {
+					return
+				}
+			}
+		}()
+		select {
+		case tracks <- t:
+		case <-ctx.Done():
+		}
+	})
+	return nil
+}
+
+// offer sends an offer with a fresh correlation id.
+func (p *probe) offer(ctx context.Context) error {
+	o, err := p.pc.CreateOffer(nil)
+	if err != nil {
+		return err
+	}
+	if err := p.pc.SetLocalDescription(o); err != nil {
+		return err
+	}
+	p.corr = signaling.NewCorrelationID()
+	p.offerAt = time.Now()
+	return p.sig.SendOffer(ctx, kvsproto.SessionDescription{Type: "offer", SDP: o.SDP}, "", p.corr)
+}
+
+// pump handles events for at most d or until done.
+func (p *probe) pump(ctx context.Context, d time.Duration, done func() bool) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for !done() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			return
+		case c := <-p.cands:
+			p.local[c.Typ.String()]++
+			if p.sigEv == nil {
+				continue
+			}
+			init := c.ToJSON()
+			_ = p.sig.SendICECandidate(ctx, kvsproto.ICECandidate{Candidate: init.Candidate, SDPMid: init.SDPMid, SDPMLineIndex: init.SDPMLineIndex, UsernameFragment: init.UsernameFragment}, "", "")
+		case st := <-p.states:
+			p.iceState = st
+		case <-p.tracks:
+		case at := <-p.keyframe:
+			p.keyAt = at
+		case ev, ok := <-p.sigEv:
+			if !ok {
+				p.sigEv = nil
+				p.sigErr = p.sig.Err()
+				if p.sigErr == nil {
+					p.sigErr = signaling.ErrClosed
+				}
+				continue
+			}
+			p.handle(ev)
+		}
+	}
+}
+
+func (p *probe) handle(ev signaling.Event) {
+	switch ev.Type {
+	case kvsproto.MessageSDPAnswer:
+		if ev.SDP != nil && p.answer == "" {
+			p.answer, p.answerAt = ev.SDP.SDP, time.Now()
+		}
+	case kvsproto.MessageICECandidate:
+		if ev.Candidate == nil {
+			return
+		}
+		p.remote[candidateType(ev.Candidate.Candidate)]++
+		init := webrtc.ICECandidateInit{Candidate: ev.Candidate.Candidate, SDPMid: ev.Candidate.SDPMid, SDPMLineIndex: ev.Candidate.SDPMLineIndex, UsernameFragment: ev.Candidate.UsernameFragment}
+		if !p.remoteSet {
+			p.pending = append(p.pending, init)
+			return
+		}
+		_ = p.pc.AddICECandidate(init)
+	case kvsproto.MessageStatusResponse:
+		if ev.Status != nil && ev.Status.CorrelationID == p.corr && !ev.Status.Success {
+			p.status = ev.Status
+		}
+	}
+}
+
+// candidateType returns the "typ" of an ICE candidate line.
+func candidateType(c string) string {
+	f := strings.Fields(c)
+	for i := 0; i+1 < len(f); i++ {
+		if f[i] == "typ" {
+			return f[i+1]
+		}
+	}
+	return "unknown"
+}
+
+// run performs the master, ice and media checks.
+func (p *probe) run(ctx context.Context) {
+	d := p.d
+	k := d.begin(CheckMaster, "master: answers an offer (with a correlationId)")
+	skipRest := func(why string) {
+		d.begin(CheckICE, "ice: the peer connection connects").skip(why)
+		d.begin(CheckMedia, "media: video arrives").skip(why)
+	}
+	if err := p.newPC(d.cfg.VideoCodecs); err != nil {
+		k.fail(viewer.CauseConfig, err, "", "")
+		skipRest("no peer connection")
+		return
+	}
+	if err := p.offer(ctx); err != nil {
+		k.fail(viewer.CauseSignalingLost, err, "sending the offer failed: "+err.Error(), "")
+		skipRest("no offer was sent")
+		return
+	}
+	k.fact("correlationId", p.corr)
+	offered := d.cfg.VideoCodecs
+	if len(offered) == 0 {
+		offered = []string{"H264", "VP8"}
+	}
+	k.fact("offeredVideo", offered)
+	answered := func() bool { return p.answer != "" || p.status != nil || p.sigErr != nil }
+	p.pump(ctx, d.cfg.AnswerWait, answered)
+	if ctx.Err() != nil {
+		k.skip("interrupted")
+		skipRest("interrupted")
+		return
+	}
+	ttl := d.channel.MessageTTL
+	switch {
+	case p.status != nil:
+		st := p.status
+		k.fact("statusResponse", map[string]any{"errorType": st.ErrorType, "statusCode": string(st.StatusCode), "description": st.Description})
+		cause := viewer.CauseBadOffer
+		if st.ErrorType == kvsproto.ErrCodeClientLimitExceeded {
+			cause = viewer.CauseThrottled
+		}
+		k.fail(cause, fmt.Errorf("STATUS_RESPONSE %s (%s): %s", st.ErrorType, st.StatusCode, st.Description),
+			fmt.Sprintf("the service refused the offer: %s: %s", st.ErrorType, st.Description), "")
+		skipRest("the offer was refused")
+		return
+	case p.sigErr != nil && p.answer == "":
+		var ce *signaling.CloseError
+		if errors.As(p.sigErr, &ce) && (ce.Code == closeCodeReplaced || strings.Contains(strings.ToLower(ce.Reason), "replaced")) {
+			k.fail(viewer.CauseClientIDReuse, p.sigErr, fmt.Sprintf("another viewer connected with client id %s and took over this connection", d.clientID), "")
+		} else {
+			k.fail(viewer.CauseSignalingLost, p.sigErr, "the signaling connection ended before an answer: "+p.sigErr.Error(), "")
+		}
+		skipRest("no answer")
+		return
+	case p.answer == "":
+		if len(d.cfg.VideoCodecs) > 0 && p.sigEv != nil && p.answeredWithAllCodecs(ctx) {
+			k.fact("answeredWith", []string{"H264", "VP8"})
+			k.fail(viewer.CauseBadOffer, nil,
+				fmt.Sprintf("no answer to an offer with only %s within %v, but an offer with H264 and VP8 was answered: the master cannot send %s",
+					strings.Join(d.cfg.VideoCodecs, ", "), d.cfg.AnswerWait, strings.Join(d.cfg.VideoCodecs, ", ")),
+				"offer the codec the camera sends (kvsrtc view --codec H264,VP8): a master that cannot use an offer does not answer it at all")
+			skipRest("the offer with the requested codecs was not answered")
+			return
+		}
+		k.fact("waited", d.cfg.AnswerWait.String())
+		if ttl > 0 {
+			k.fact("messageTtl", ttl.String())
+		}
+		detail := fmt.Sprintf("no answer and no STATUS_RESPONSE within %v", d.cfg.AnswerWait)
+		if ttl > d.cfg.AnswerWait {
+			detail += fmt.Sprintf(" (the offer stays queued for the channel's %v TTL: a master that connects within it still gets it)", ttl)
+		}
+		k.fail(viewer.CauseNoAnswer, viewer.ErrAnswerTimeout, detail,
+			"no master answered: start the camera (master) on this channel and check its logs; a master that is connected but cannot use the offer stays silent too")
+		skipRest("no answer")
+		return
+	}
+	k.fact("answerTime", p.answerAt.Sub(p.offerAt).Round(time.Millisecond).String())
+	k.fact("answeredVideo", sdpVideoCodec(p.answer))
+	if err := answerUsable(p.answer); err != nil {
+		k.fail(viewer.CauseBadOffer, err, "", "")
+		skipRest("the answer cannot be used")
+		return
+	}
+	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: p.answer}); err != nil {
+		k.fail(viewer.CauseBadOffer, err, "the answer could not be applied: "+err.Error(), "")
+		skipRest("the answer cannot be used")
+		return
+	}
+	p.remoteSet = true
+	for _, c := range p.pending {
+		_ = p.pc.AddICECandidate(c)
+	}
+	p.pending = nil
+	k.pass("")
+	p.checkICE(ctx)
+}
+
+// answeredWithAllCodecs offers H264 and VP8 on a new peer connection and
+// reports whether the master answered that.
+func (p *probe) answeredWithAllCodecs(ctx context.Context) bool {
+	if err := p.newPC(nil); err != nil {
+		return false
+	}
+	if err := p.offer(ctx); err != nil {
+		return false
+	}
+	p.pump(ctx, p.d.cfg.AnswerWait, func() bool { return p.answer != "" || p.status != nil || p.sigErr != nil })
+	return p.answer != ""
+}
+
+// answerUsable rejects an answer without an accepted video section.
+func answerUsable(sdp string) error {
+	for line := range strings.SplitSeq(sdp, "\n") {
+		if f := strings.Fields(strings.TrimSpace(line)); len(f) > 1 && f[0] == "m=video" {
+			if f[1] == "0" {
+				return errors.New("the master declined the video section of the offer (port 0): it has no codec in common with the offer")
+			}
+			return nil
+		}
+	}
+	return errors.New("the answer has no video section")
+}
+
+// sdpVideoCodec returns the first codec of the video section of an SDP.
+func sdpVideoCodec(sdp string) string {
+	inVideo := false
+	for line := range strings.SplitSeq(sdp, "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "m=") {
+			inVideo = strings.HasPrefix(line, "m=video")
+			continue
+		}
+		if v, ok := strings.CutPrefix(line, "a=rtpmap:"); ok && inVideo {
+			_, rest, _ := strings.Cut(v, " ")
+			name, _, _ := strings.Cut(rest, "/")
+			return name
+		}
+	}
+	return ""
+}
+
+// checkICE waits for the peer connection to connect.
+func (p *probe) checkICE(ctx context.Context) {
+	d := p.d
+	k := d.begin(CheckICE, "ice: the peer connection connects")
+	connected := func() bool {
+		return p.iceState == webrtc.ICEConnectionStateConnected || p.iceState == webrtc.ICEConnectionStateCompleted ||
+			p.iceState == webrtc.ICEConnectionStateFailed
+	}
+	p.pump(ctx, d.cfg.ConnectWait, connected)
+	k.fact("localCandidates", typeCounts(p.local))
+	k.fact("remoteCandidates", typeCounts(p.remote))
+	if ctx.Err() != nil {
+		k.skip("interrupted")
+		d.begin(CheckMedia, "media: video arrives").skip("interrupted")
+		return
+	}
+	if p.iceState != webrtc.ICEConnectionStateConnected && p.iceState != webrtc.ICEConnectionStateCompleted {
+		k.fact("state", p.iceState.String())
+		detail := fmt.Sprintf("ICE did not connect within %v (state %s)", d.cfg.ConnectWait, p.iceState)
+		advice := "no network path between this machine and the camera: UDP is probably blocked; a TURN relay (kvsrtc view --relay) gets through where direct paths cannot"
+		cause := viewer.CauseNoMedia
+		if d.cfg.ForceRelay && p.local["relay"] == 0 {
+			cause = viewer.CauseICEExpired
+			detail += "; relay only, and no relay candidate was gathered"
+			advice = ""
+		}
+		if len(p.remote) == 0 {
+			detail += "; the master sent no ICE candidates"
+		}
+		k.fail(cause, nil, detail, advice)
+		d.begin(CheckMedia, "media: video arrives").skip("not connected")
+		return
+	}
+	if pair, err := p.pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair(); err == nil && pair != nil {
+		k.fact("selectedPair", fmt.Sprintf("%s %s -> %s %s", pair.Local.Typ, pair.Local.Protocol, pair.Remote.Typ, pair.Remote.Protocol))
+	}
+	k.fact("connectTime", time.Since(p.answerAt).Round(time.Millisecond).String())
+	k.pass("")
+	p.checkMedia(ctx)
+}
+
+func typeCounts(m map[string]int) map[string]int {
+	out := map[string]int{"host": m["host"], "srflx": m["srflx"], "relay": m["relay"]}
+	for k, v := range m {
+		if !slices.Contains([]string{"host", "srflx", "relay"}, k) {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// checkMedia waits for the first video keyframe.
+func (p *probe) checkMedia(ctx context.Context) {
+	d := p.d
+	k := d.begin(CheckMedia, "media: video arrives")
+	p.pump(ctx, d.cfg.MediaWait, func() bool { return !p.keyAt.IsZero() })
+	st := p.video.Snapshot()
+	if ctx.Err() != nil {
+		k.skip("interrupted")
+		return
+	}
+	if p.keyAt.IsZero() {
+		k.fact("frames", st.Frames)
+		detail := fmt.Sprintf("connected, but no video keyframe within %v", d.cfg.MediaWait)
+		if st.Frames > 0 {
+			detail += fmt.Sprintf(" (%d frames without a keyframe)", st.Frames)
+		}
+		k.fail(viewer.CauseNoMedia, viewer.ErrNoMedia, detail, "the camera (master) answers but sends no video: check its video source")
+		return
+	}
+	k.fact("firstFrame", p.keyAt.Sub(p.answerAt).Round(time.Millisecond).String()+" after the answer")
+	k.fact("codec", string(st.Codec))
+	k.fact("resolution", fmt.Sprintf("%dx%d", st.Width, st.Height))
+	k.fact("frames", st.Frames)
+	k.pass("")
+}
