@@ -122,7 +122,7 @@ func (c Config) withDefaults() (Config, error) {
 	case !c.NoAuth && len(c.Auth) < minAuthLen:
 		return c, invalid("Auth", "the token must have at least %d characters", minAuthLen)
 	}
-	if _, err := validatePolicy(c.Retry); err != nil {
+	if _, err := c.Retry.WithDefaults(); err != nil {
 		return c, invalid("Retry", "%v", err)
 	}
 	if c.StallTimeout == 0 {
@@ -171,37 +171,4 @@ func (c Config) withDefaults() (Config, error) {
 		c.Now = time.Now
 	}
 	return c, nil
-}
-
-// validatePolicy fills p's zero fields with viewer.DefaultRetryPolicy and
-// checks the result.
-func validatePolicy(p viewer.RetryPolicy) (viewer.RetryPolicy, error) {
-	d := viewer.DefaultRetryPolicy()
-	if p.AnswerTimeout == 0 {
-		p.AnswerTimeout = d.AnswerTimeout
-	}
-	if p.MediaTimeout == 0 {
-		p.MediaTimeout = d.MediaTimeout
-	}
-	if p.MaxAttempts == 0 {
-		p.MaxAttempts = d.MaxAttempts
-	}
-	if p.BackoffBase == 0 {
-		p.BackoffBase = d.BackoffBase
-	}
-	if p.BackoffCap == 0 {
-		p.BackoffCap = d.BackoffCap
-	}
-	if p.TotalBudget == 0 {
-		p.TotalBudget = d.TotalBudget
-	}
-	switch {
-	case p.AnswerTimeout < 0 || p.MediaTimeout < 0 || p.BackoffBase < 0 || p.BackoffCap < 0:
-		return p, errors.New("durations must not be negative")
-	case p.MaxAttempts < 1:
-		return p, errors.New("MaxAttempts must be at least 1")
-	case p.BackoffCap < p.BackoffBase:
-		return p, errors.New("BackoffCap must not be shorter than BackoffBase")
-	}
-	return p, nil
 }

@@ -111,7 +111,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	policy, _ := validatePolicy(c.Retry)
+	policy, _ := c.Retry.WithDefaults()
 	s := &Server{
 		cfg:      c,
 		policy:   policy,

@@ -70,8 +70,11 @@ func SeedRetryPolicy() RetryPolicy {
 // ErrInvalidPolicy is matched by every RetryPolicy validation error.
 var ErrInvalidPolicy = errors.New("viewer: invalid retry policy")
 
-// withDefaults fills zero fields and validates the policy.
-func (p RetryPolicy) withDefaults() (RetryPolicy, error) {
+// WithDefaults returns p with its zero fields filled from
+// DefaultRetryPolicy, or an error matching ErrInvalidPolicy that names the
+// bad field. Session does this itself; other users of a policy (the web
+// player) call it to validate one up front.
+func (p RetryPolicy) WithDefaults() (RetryPolicy, error) {
 	d := DefaultRetryPolicy()
 	if p.AnswerTimeout == 0 {
 		p.AnswerTimeout = d.AnswerTimeout

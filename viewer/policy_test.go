@@ -35,11 +35,11 @@ func TestBackoff(t *testing.T) {
 }
 
 func TestPolicyDefaults(t *testing.T) {
-	p, err := RetryPolicy{}.withDefaults()
+	p, err := RetryPolicy{}.WithDefaults()
 	if err != nil || p != DefaultRetryPolicy() {
 		t.Fatalf("withDefaults = %+v, %v; want DefaultRetryPolicy %+v", p, err, DefaultRetryPolicy())
 	}
-	if p, _ := SeedRetryPolicy().withDefaults(); p != SeedRetryPolicy() {
+	if p, _ := SeedRetryPolicy().WithDefaults(); p != SeedRetryPolicy() {
 		t.Fatalf("the seed policy changes under withDefaults: %+v", p)
 	}
 	for _, bad := range []RetryPolicy{
@@ -47,7 +47,7 @@ func TestPolicyDefaults(t *testing.T) {
 		{MaxAttempts: -2},
 		{BackoffBase: time.Second, BackoffCap: time.Millisecond},
 	} {
-		if _, err := bad.withDefaults(); !errors.Is(err, ErrInvalidPolicy) {
+		if _, err := bad.WithDefaults(); !errors.Is(err, ErrInvalidPolicy) {
 			t.Errorf("withDefaults(%+v) = %v, want ErrInvalidPolicy", bad, err)
 		}
 	}

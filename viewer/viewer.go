@@ -154,7 +154,7 @@ func New(cfg Config) (*Session, error) {
 	} else if err := kvsproto.ValidateChannelName(cfg.Channel); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	p, err := cfg.Retry.withDefaults()
+	p, err := cfg.Retry.WithDefaults()
 	if err != nil {
 		return nil, err
 	}
