@@ -16,8 +16,13 @@ func newBucket(rate float64, burst int, now time.Time) bucket {
 }
 
 func (b *bucket) refill(now time.Time) {
-	if el := now.Sub(b.last); el > 0 {
+	switch el := now.Sub(b.last); {
+	case el > 0:
 		b.tokens = min(b.burst, b.tokens+el.Seconds()*b.rate)
+		b.last = now
+	case el < 0:
+		// The service clock was moved back (a skew fault): restart the
+		// refill from now instead of refusing until the old time returns.
 		b.last = now
 	}
 }
