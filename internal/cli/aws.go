@@ -96,3 +96,30 @@ func (a *awsFlags) control(ctx context.Context, env *Env, cfg control.Config) (*
 	}
 	return c, hc, nil
 }
+
+// channelFlags are --channel and --channel-arn.
+type channelFlags struct {
+	name string
+	arn  string
+}
+
+func (c *channelFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.name, "channel", "", "signaling channel name (or ARN)")
+	fs.StringVar(&c.arn, "channel-arn", "", "signaling channel ARN (instead of --channel)")
+}
+
+// value returns the channel name or ARN the user gave, or a usage error.
+func (c *channelFlags) value() (string, error) {
+	switch {
+	case c.name != "" && c.arn != "":
+		return "", fmt.Errorf("%w: give --channel or --channel-arn, not both", ErrUsage)
+	case c.arn != "":
+		if !strings.HasPrefix(c.arn, "arn:") {
+			return "", fmt.Errorf("%w: --channel-arn %q is not an ARN (use --channel for a name)", ErrUsage, c.arn)
+		}
+		return c.arn, nil
+	case c.name == "":
+		return "", fmt.Errorf("%w: --channel NAME or --channel-arn ARN is required", ErrUsage)
+	}
+	return c.name, nil
+}

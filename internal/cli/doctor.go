@@ -21,8 +21,7 @@ func init() {
 type doctorFlags struct {
 	aws         awsFlags
 	logs        logFlags
-	channel     string
-	channelARN  string
+	ch          channelFlags
 	clientID    string
 	stsEndpoint string
 	answerWait  time.Duration
@@ -38,8 +37,7 @@ type doctorFlags struct {
 func runDoctor(ctx context.Context, env *Env, args []string) error {
 	var f doctorFlags
 	fs := newFlagSet(env, "doctor", "--channel NAME [--json] [flags]")
-	fs.StringVar(&f.channel, "channel", "", "signaling channel name (or ARN)")
-	fs.StringVar(&f.channelARN, "channel-arn", "", "signaling channel ARN")
+	f.ch.register(fs)
 	fs.StringVar(&f.clientID, "client-id", "", "viewer client id to check and connect with (default: a fresh kvsrtc-doctor-... id; a used one displaces that viewer)")
 	fs.StringVar(&f.stsEndpoint, "sts-endpoint", "", "STS endpoint of the credentials check (default: the control-plane endpoint when it is not AWS, else AWS STS)")
 	fs.DurationVar(&f.answerWait, "answer-wait", 0, "how long to wait for the master's answer (default 15s)")
@@ -56,14 +54,9 @@ func runDoctor(ctx context.Context, env *Env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	channel := f.channel
-	switch {
-	case channel != "" && f.channelARN != "":
-		return fmt.Errorf("%w: give --channel or --channel-arn, not both", ErrUsage)
-	case f.channelARN != "":
-		channel = f.channelARN
-	case channel == "":
-		return fmt.Errorf("%w: --channel NAME or --channel-arn ARN is required", ErrUsage)
+	channel, err := f.ch.value()
+	if err != nil {
+		return err
 	}
 	if f.answerWait < 0 || f.connectWait < 0 || f.mediaWait < 0 {
 		return fmt.Errorf("%w: --answer-wait, --connect-wait and --media-wait must not be negative", ErrUsage)

@@ -26,8 +26,7 @@ func init() {
 type viewFlags struct {
 	aws          awsFlags
 	logs         logFlags
-	channel      string
-	channelARN   string
+	ch           channelFlags
 	clientID     string
 	clientPrefix string
 	seed         bool
@@ -51,8 +50,7 @@ type viewFlags struct {
 func runView(ctx context.Context, env *Env, args []string) error {
 	var f viewFlags
 	fs := newFlagSet(env, "view", "--channel NAME [flags]")
-	fs.StringVar(&f.channel, "channel", "", "signaling channel name (or ARN)")
-	fs.StringVar(&f.channelARN, "channel-arn", "", "signaling channel ARN")
+	f.ch.register(fs)
 	fs.StringVar(&f.clientID, "client-id", "", "client id of the first attempt (default: generated; later attempts always get fresh ids)")
 	fs.StringVar(&f.clientPrefix, "client-id-prefix", "", `prefix of generated client ids (default "kvsrtc-")`)
 	fs.BoolVar(&f.seed, "seed-policy", false, "use the blog post's policy: 15 s answer timeout, wait 4 s, one retry")
@@ -81,14 +79,9 @@ func runView(ctx context.Context, env *Env, args []string) error {
 }
 
 func (f *viewFlags) run(ctx context.Context, env *Env) error {
-	channel := f.channel
-	switch {
-	case channel != "" && f.channelARN != "":
-		return fmt.Errorf("%w: give --channel or --channel-arn, not both", ErrUsage)
-	case f.channelARN != "":
-		channel = f.channelARN
-	case channel == "":
-		return fmt.Errorf("%w: --channel NAME or --channel-arn ARN is required", ErrUsage)
+	channel, err := f.ch.value()
+	if err != nil {
+		return err
 	}
 	if f.output != "" && f.output != "-" {
 		return fmt.Errorf("%w: --output takes only \"-\" (stdout); use --record FILE for a file", ErrUsage)
