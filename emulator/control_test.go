@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -85,8 +86,9 @@ func TestControlPlaneLifecycle(t *testing.T) {
 			t.Fatalf("%s endpoints %+v", role, out)
 		}
 		for _, e := range out.ResourceEndpointList {
-			if strings.HasSuffix(e.ResourceEndpoint, "/") || strings.Contains(e.ResourceEndpoint, ":443") || strings.Contains(e.ResourceEndpoint, ":80/") {
-				t.Errorf("endpoint %q", e.ResourceEndpoint)
+			u, err := url.Parse(e.ResourceEndpoint)
+			if err != nil || strings.HasSuffix(e.ResourceEndpoint, "/") || u.Port() == "443" || u.Port() == "80" {
+				t.Errorf("endpoint %q: want no trailing slash and no default port", e.ResourceEndpoint)
 			}
 		}
 	}
