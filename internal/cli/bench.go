@@ -45,8 +45,7 @@ func benchSignaling(ctx context.Context, env *Env, args []string) error {
 	fs.IntVar(&cfg.ViewersPerChannel, "viewers", 10, "viewers per channel")
 	fs.Float64Var(&cfg.Rate, "rate", 2000, "viewer->master messages per second in total (masters echo each, so twice as many are routed)")
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long to send")
-	lf.register(fs)
-	_ = fs.Set("log-level", "warn")
+	lf.registerLevel(fs, "warn")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -81,8 +80,7 @@ func benchViewer(ctx context.Context, env *Env, args []string) error {
 	)
 	fs.IntVar(&connects, "connects", 100, "sequential viewer connects to measure time to first frame")
 	fs.IntVar(&lost, "lost-answer", 5, "connects whose first answer is dropped (recovery time)")
-	lf.register(fs)
-	_ = fs.Set("log-level", "error")
+	lf.registerLevel(fs, "error")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -128,8 +128,11 @@ type logFlags struct {
 	format string
 }
 
-func (l *logFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&l.level, "log-level", "info", "log level: debug, info, warn, error")
+func (l *logFlags) register(fs *flag.FlagSet) { l.registerLevel(fs, "info") }
+
+// registerLevel registers the flags with a command's own default level.
+func (l *logFlags) registerLevel(fs *flag.FlagSet, level string) {
+	fs.StringVar(&l.level, "log-level", level, "log level: debug, info, warn, error")
 	fs.StringVar(&l.format, "log-format", "text", "log format: text or json")
 }
 

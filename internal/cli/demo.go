@@ -42,8 +42,7 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&web, "web", defaultServeListen, `address of the web player (a free port is used if this one is taken; "-" for none)`)
 	fs.DurationVar(&duration, "duration", 0, "stop after the viewer has streamed this long (default: until Ctrl-C)")
 	fs.StringVar(&codec, "codec", "H264", "video codec of the test pattern: H264 or VP8")
-	lf.register(fs)
-	_ = fs.Set("log-level", "warn")
+	lf.registerLevel(fs, "warn")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -49,8 +49,7 @@ func runDoctor(ctx context.Context, env *Env, args []string) error {
 	fs.BoolVar(&f.jsonOut, "json", false, "write the report as one JSON object")
 	fs.BoolVar(&f.loopback, "loopback-only", false, "gather loopback ICE candidates only (local tests and demos)")
 	f.aws.register(fs)
-	f.logs.register(fs)
-	_ = fs.Set("log-level", "warn")
+	f.logs.registerLevel(fs, "warn")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -70,8 +70,7 @@ func runView(ctx context.Context, env *Env, args []string) error {
 	fs.BoolVar(&f.jsonOut, "json", false, "write one JSON object per event and a final summary (to stdout, or stderr with --output -)")
 	fs.BoolVar(&f.loopback, "loopback-only", false, "gather loopback ICE candidates only (local tests and demos)")
 	f.aws.register(fs)
-	f.logs.register(fs)
-	_ = fs.Set("log-level", "warn") // the status line says what happens; logs are for problems
+	f.logs.registerLevel(fs, "warn")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
