@@ -10,13 +10,14 @@
 // of their TTL), mints a fresh viewer client id and a short-lived presigned
 // wss:// URL, and hands out only those (Session). The first session of a
 // page is minted while the page is rendered and embedded in it, with a
-// Link preconnect header for the signaling endpoint; a small inline
+// Link dns-prefetch header for the signaling endpoint; a small inline
 // bootstrap script opens the WebSocket, creates the peer connection and
-// sends the offer before the rest of the page has loaded. Later attempts
-// ask POST /api/session. The page runs the KVS viewer protocol itself with
+// sends the offer before the rest of the page has loaded, and on a
+// single-camera page plays the video before the page is built. Later
+// attempts ask POST /api/session. The page runs the KVS viewer protocol itself with
 // a small signaling client: offer, trickle ICE, answer, video (and audio
-// after a click). Both inline scripts are allowed by their hashes in the
-// Content-Security-Policy; nothing else runs.
+// after a click). Both inline scripts (and the inline style sheet) are
+// allowed by their hashes in the Content-Security-Policy; nothing else runs.
 //
 // The page's retry policy follows viewer.RetryPolicy: a bounded wait for the
 // answer and for the first frame, retries with jittered exponential backoff,

@@ -299,11 +299,21 @@ func TestPagesNeedSignIn(t *testing.T) {
 			t.Errorf("inline script %.60q is not allowed by the CSP %q", m[1], csp)
 		}
 	}
+	// The style sheet is inline (nothing holds the parser), allowed by its
+	// hash.
+	styles := regexp.MustCompile(`(?s)<style>(.*?)</style>`).FindAllStringSubmatch(string(b), -1)
+	if len(styles) != 1 || !strings.Contains(styles[0][1], ".player video") || strings.Contains(string(b), `rel="stylesheet"`) {
+		t.Fatalf("%d inline style sheets (want the player's, and no external one)", len(styles))
+	}
+	sum := sha256.Sum256([]byte(styles[0][1]))
+	if h := "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"; !strings.Contains(csp, "style-src 'self' "+h) {
+		t.Errorf("the inline style sheet is not allowed by the CSP %q", csp)
+	}
 	if strings.Contains(string(b), `<script src=`) || strings.Contains(string(b), `type="module"`) {
 		t.Error("the page loads scripts from elsewhere")
 	}
-	// The browser may connect to the signaling endpoint while it parses.
-	if l := resp.Header.Get("Link"); l != "<"+f.emu.URL()+">; rel=preconnect" {
+	// The browser may resolve the signaling endpoint's name while it parses.
+	if l := resp.Header.Get("Link"); l != "<"+f.emu.URL()+">; rel=dns-prefetch" {
 		t.Errorf("Link %q", l)
 	}
 	// The page carries a session for its channel, minted while rendering.

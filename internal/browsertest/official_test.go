@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -68,9 +69,28 @@ func kvsrtcEnv(t *testing.T) []string {
 	}, shared.emu.Env()...)
 }
 
+// lockedBuffer is a bytes.Buffer safe for a process's writes and the
+// test's reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 // runKvsrtc starts the kvsrtc binary with args until the test ends (then it
-// gets SIGINT and is waited for).
-func runKvsrtc(t *testing.T, args ...string) {
+// gets SIGINT and is waited for), and returns its output so far.
+func runKvsrtc(t *testing.T, args ...string) (output func() string) {
 	t.Helper()
 	bin, err := kvsrtcBinary()
 	if err != nil {
@@ -78,8 +98,8 @@ func runKvsrtc(t *testing.T, args ...string) {
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = kvsrtcEnv(t)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -98,6 +118,7 @@ func runKvsrtc(t *testing.T, args ...string) {
 			t.Errorf("kvsrtc %s did not stop on SIGINT\n%s", args[0], out.String())
 		}
 	})
+	return out.String
 }
 
 // TestKvsrtcViewPlaysOfficialMaster: "kvsrtc view" plays the video of the

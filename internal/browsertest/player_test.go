@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"io"
 	"net/http"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -40,6 +42,15 @@ func TestPlayerPlaysVideo(t *testing.T) {
 	}
 	if s.TTFFMs <= 0 || s.TTFFMs > 10000 {
 		t.Errorf("time to first frame %v ms", s.TTFFMs)
+	}
+	// One video element, in the tile: the bootstrap's early element (if it
+	// showed the first frame before the page was built) was taken over.
+	var videos string
+	tb.eval(t, `(() => { const v = [...document.querySelectorAll('video')];
+		return v.length + ' ' + v.map(e => (e.closest('.player') ? 'tile' : 'loose') + ':' + (e.className || '-') + ':' + getComputedStyle(e).objectFit).join(',') })()`, &videos)
+	// (object-fit: contain comes from the inline style sheet: the CSP let it apply.)
+	if videos != "1 tile:-:contain" {
+		t.Errorf("video elements: %s, want one, in the tile, styled", videos)
 	}
 	var loc string
 	tb.eval(t, "location.pathname + location.search", &loc)
@@ -223,6 +234,16 @@ func TestNoSecretReachesTheBrowser(t *testing.T) {
 	// Signed in through the form, then playing.
 	tb.eval(t, `(() => { document.querySelector('input[name=token]').value = '`+p.token+`'; document.querySelector('form').submit(); return true })()`, nil)
 	tb.waitJS(t, 20*time.Second, playing, describePlayers)
+	// The API a retry uses, signed in: a session and the channel list (the
+	// bodies are read: the browser keeps only those).
+	tb.eval(t, `fetch('/api/session', {method: 'POST', headers: {'Content-Type': 'application/json'}, body: '{"channel":"`+ch+`"}'}).then(r => r.text().then(() => r.status))`, &status)
+	if status != http.StatusOK {
+		t.Fatalf("/api/session signed in: %d", status)
+	}
+	tb.eval(t, `fetch('/api/channels').then(r => r.text().then(() => r.status))`, &status)
+	if status != http.StatusOK {
+		t.Fatalf("/api/channels signed in: %d", status)
+	}
 	time.Sleep(500 * time.Millisecond) // let the reports and stats land
 
 	var html string
@@ -230,6 +251,11 @@ func TestNoSecretReachesTheBrowser(t *testing.T) {
 	seen := []string{html}
 	mu.Lock()
 	ids := append([]network.RequestID(nil), finished...)
+	for id := range urls {
+		if !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
 	seen = append(seen, frames...)
 	nframes := len(frames)
 	mu.Unlock()
@@ -237,7 +263,7 @@ func TestNoSecretReachesTheBrowser(t *testing.T) {
 	for _, id := range ids {
 		r, err := chromedp.Call(tb.ctx, network.GetResponseBody, network.GetResponseBodyParams{RequestID: id})
 		if err != nil {
-			continue // redirects and preflights have no body
+			continue // redirects, preflights and earlier pages have no body
 		}
 		bodies++
 		if strings.Contains(string(r.Body), `"signalingUrl"`) {
@@ -246,7 +272,9 @@ func TestNoSecretReachesTheBrowser(t *testing.T) {
 		seen = append(seen, string(r.Body))
 	}
 	seen = append(seen, tb.consoleLines()...)
-	if bodies < 3 || withSession == 0 || nframes < 3 {
+	// At least the page and the API's session (both with a session), and
+	// the style sheet.
+	if bodies < 3 || withSession < 2 || nframes < 3 {
 		t.Fatalf("captured only %d bodies (%d with a session) and %d WebSocket frames", bodies, withSession, nframes)
 	}
 	encoded := []string{secret, base64.StdEncoding.EncodeToString([]byte(secret)), strings.ReplaceAll(secret, "/", "%2F")}
@@ -353,4 +381,37 @@ func TestPlayerExplainsFullChannel(t *testing.T) {
 	if s.Diagnosis == nil || s.Diagnosis.Cause != viewer.CauseChannelFull || title != "Too many viewers" {
 		t.Fatalf("diagnosis %+v, title %q", s.Diagnosis, title)
 	}
+}
+
+// TestServeOverHTTPS: "kvsrtc serve --tls-cert --tls-key" (the binary)
+// serves the player over HTTPS; Chromium signs in with the token in the
+// address, and the page, now a secure context, plays the master's video.
+func TestServeOverHTTPS(t *testing.T) {
+	ch := newChannel(t)
+	startMaster(t, ch)
+	const token = "browser-test-https-token"
+	out := runKvsrtc(t, "serve", "--listen", "127.0.0.1:0", "--channel", ch, "--auth", token, "--loopback-only",
+		"--tls-cert", shared.certFile, "--tls-key", shared.keyFile)
+	re := regexp.MustCompile(`open (https://127\.0\.0\.1:\d+) and sign in`)
+	var m []string
+	deadline := time.Now().Add(30 * time.Second)
+	for m = re.FindStringSubmatch(out()); m == nil; m = re.FindStringSubmatch(out()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("kvsrtc serve printed no https address:\n%s", out())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tb := newTab(t, 60*time.Second)
+	tb.navigate(t, m[1]+"/?channel="+ch+"&token="+token)
+	tb.waitJS(t, 20*time.Second, playing, describePlayers)
+	var where string
+	tb.eval(t, "location.protocol + ' ' + isSecureContext + ' ' + location.search", &where)
+	if where != "https: true ?channel="+ch {
+		t.Errorf("page at %q, want https, a secure context, and no token in the address", where)
+	}
+	s := tb.players(t)[0]
+	if s.Width != 640 || s.Height != 360 {
+		t.Errorf("playing %dx%d, want 640x360", s.Width, s.Height)
+	}
+	t.Logf("over HTTPS: first frame %.0f ms after navigation", s.TTFFMs)
 }

@@ -90,17 +90,18 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	ctl, hc, err := f.aws.control(ctx, env, control.Config{Logger: log})
-	if err != nil {
-		return err
-	}
+	// The certificate is checked before any AWS configuration is read.
 	var tlsCfg *tls.Config
 	if f.tlsCert != "" {
 		cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
 		if err != nil {
-			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+			return fmt.Errorf("%w: --tls-cert/--tls-key: %w (give a PEM certificate and its PEM private key)", ErrUsage, err)
 		}
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	ctl, hc, err := f.aws.control(ctx, env, control.Config{Logger: log})
+	if err != nil {
+		return err
 	}
 	cfg := player.Config{
 		Control: ctl, Channels: f.channels, Auth: token, NoAuth: f.noAuth, ForceRelay: f.relay, LoopbackOnly: f.loopback,

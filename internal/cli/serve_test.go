@@ -3,10 +3,21 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -155,5 +166,153 @@ func TestServeToken(t *testing.T) {
 	}
 	if _, _, err := (&serveFlags{auth: "short"}).token(env); !errors.Is(err, ErrUsage) {
 		t.Fatalf("short token: %v", err)
+	}
+}
+
+// writeTestCert writes a self-signed ECDSA certificate for 127.0.0.1 and its
+// key as PEM files in dir and returns their paths and a pool trusting it.
+func writeTestCert(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kvsrtc serve test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+// TestServeTLS: with --tls-cert/--tls-key kvsrtc serve speaks HTTPS only,
+// prints an https:// address, and its sign-in cookie is Secure.
+func TestServeTLS(t *testing.T) {
+	srv, err := emulator.Start(t.Context(), emulator.Config{Channels: []string{"demo"}, TURNDisabled: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	masterTestEnv(t, srv)
+	t.Setenv(authEnv, "")
+	certFile, keyFile, pool := writeTestCert(t, t.TempDir())
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	stdout, stderr := &masterTestBuffer{}, &masterTestBuffer{}
+	done := make(chan int, 1)
+	const token = "a-token-for-tls-tests"
+	go func() {
+		done <- Main(ctx, []string{"serve", "--listen", "127.0.0.1:0", "--channel", "demo", "--auth", token,
+			"--tls-cert", certFile, "--tls-key", keyFile}, nil, stdout, stderr)
+	}()
+	re := regexp.MustCompile(`open (https://127\.0\.0\.1:\d+) and sign in`)
+	var m []string
+	deadline := time.Now().Add(15 * time.Second)
+	for m = re.FindStringSubmatch(stdout.String()); m == nil; m = re.FindStringSubmatch(stdout.String()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no https URL printed; stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	base := m[1]
+
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	get := func(u string) *http.Response {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, u, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	if resp := get(base + "/healthz"); resp.StatusCode != http.StatusOK || resp.TLS == nil {
+		t.Fatalf("/healthz over HTTPS: %d (TLS %v)", resp.StatusCode, resp.TLS != nil)
+	}
+	// Signing in sets a Secure cookie (it never travels over plain HTTP).
+	resp := get(base + "/?channel=demo&token=" + token)
+	var secure bool
+	for _, c := range resp.Cookies() {
+		secure = secure || (c.Secure && c.HttpOnly)
+	}
+	if resp.StatusCode != http.StatusSeeOther || !secure {
+		t.Fatalf("sign-in: %d, cookies %v", resp.StatusCode, resp.Header.Values("Set-Cookie"))
+	}
+	// Plain HTTP on the same port is refused.
+	plain := &http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Second}
+	if r, err := plain.Get("http" + strings.TrimPrefix(base, "https") + "/healthz"); err == nil {
+		r.Body.Close()
+		if r.StatusCode == http.StatusOK {
+			t.Fatal("plain HTTP was served")
+		}
+	}
+
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit %d; stderr:\n%s", code, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("kvsrtc serve did not stop")
+	}
+}
+
+// TestServeBadCertificate: unreadable or mismatched files are a usage error
+// naming the flags, found before any AWS configuration is read.
+func TestServeBadCertificate(t *testing.T) {
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	dir := t.TempDir()
+	certFile, _, _ := writeTestCert(t, dir)
+	_, otherKey, _ := writeTestCert(t, t.TempDir())
+	garbage := filepath.Join(dir, "garbage.pem")
+	if err := os.WriteFile(garbage, []byte("not PEM\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, files := range map[string][2]string{
+		"missing":    {filepath.Join(dir, "nope.pem"), filepath.Join(dir, "nope.key")},
+		"not pem":    {garbage, garbage},
+		"wrong key":  {certFile, otherKey},
+		"key as crt": {otherKey, otherKey},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := Main(t.Context(), []string{"serve", "--channel", "demo", "--auth", "long-enough-token",
+				"--tls-cert", files[0], "--tls-key", files[1]}, nil, &stdout, &stderr)
+			if code != 2 || !strings.Contains(stderr.String(), "--tls-cert/--tls-key") {
+				t.Fatalf("exit %d, stderr: %s", code, stderr.String())
+			}
+		})
 	}
 }

@@ -57,8 +57,9 @@ function main() {
   }
 }
 
-// Let the bootstrap's connections get their answers first (it bounds the
-// wait), then build the page.
+// Let the bootstrap's connections go first (to their first frame, or their
+// offer on a page of several cameras; it bounds the wait), then build the
+// page.
 (window.kvsrtcEarlyReady || Promise.resolve()).then(main);
 
 document.addEventListener('keydown', (ev) => {

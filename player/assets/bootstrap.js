@@ -5,6 +5,12 @@
 // still being built. The player (player.js) adopts what this started
 // (window.kvsrtcEarly) and handles everything after; nothing here is used
 // when the page has no sessions.
+//
+// On a page with one camera, the video plays in a bare element as soon as
+// its track arrives, and the page is built after the first frame (or after
+// a bound): until then the main thread only handles the connection (the
+// answer, the candidates, the track), and the page takes the element over.
+// A page with several cameras is built once the offers are out.
 (() => {
   const el = document.getElementById('kvsrtc-sessions');
   const cfgEl = document.getElementById('kvsrtc-config');
@@ -34,10 +40,37 @@
     return a.startsWith('127.') || a === '::1';
   };
   const early = (window.kvsrtcEarly = {});
-  // Settles when every early offer went out (or cannot go out soon): the
-  // player builds the page after it, so that the page does not compete
-  // with the offers for the main thread.
+  const solo = Object.keys(sessions).length === 1;
+  // Settles when every early connection showed its first frame (one camera)
+  // or sent its offer (several), or cannot soon: the player builds the page
+  // after it, so that the page does not compete with the connection for the
+  // main thread.
   const pending = [];
+  // A one-camera page gets its video element when the offer goes out,
+  // styled like the single-camera tile whose place it takes until the page
+  // is built (the player then moves it into the tile). The first video
+  // track plays in it at once.
+  const element = (e) => {
+    if (e.video) return;
+    const v = (e.video = document.createElement('video'));
+    v.className = 'kvsrtc-early';
+    v.muted = v.autoplay = v.playsInline = true;
+    const put = () => e.adopted || (document.getElementById('app') || document.body).append(v);
+    if (document.body) put();
+    else document.addEventListener('DOMContentLoaded', put, { once: true });
+  };
+  const show = (e, track) => {
+    element(e);
+    const v = e.video;
+    v.srcObject = e.stream = new MediaStream([track]);
+    const first = () => {
+      e.t.frame = performance.now();
+      e.settle();
+    };
+    if (v.requestVideoFrameCallback) v.requestVideoFrameCallback(first);
+    else v.addEventListener('playing', first, { once: true });
+    v.play().catch(() => {});
+  };
   for (const channel of Object.keys(sessions)) {
     const s = sessions[channel];
     const e = { session: s, messages: [], candidates: [], remote: [], tracks: [], t: { start: performance.now() } };
@@ -49,7 +82,7 @@
       continue;
     }
     let settle;
-    pending.push(new Promise((r) => (settle = r)));
+    pending.push(new Promise((r) => (settle = e.settle = r)));
     const send = (action, payload) => e.ws.send(JSON.stringify({ action, messagePayload: b64(payload) }));
     const trySend = () => {
       if (e.adopted || e.sent || !e.open || !e.offerSdp) return;
@@ -59,7 +92,10 @@
       // are trickled (and filtered) separately.
       send('SDP_OFFER', { type: 'offer', sdp: e.offerSdp });
       for (const c of e.candidates.splice(0)) send('ICE_CANDIDATE', c.toJSON());
-      settle();
+      // While the camera answers, the main thread has time to style the
+      // video element (one camera).
+      if (solo) element(e);
+      else settle();
     };
     e.ws.onopen = () => {
       e.t.open = performance.now();
@@ -84,6 +120,7 @@
         }
         e.t.answer = performance.now();
         e.srd = e.sld.then(() => e.pc.setRemoteDescription(e.answer));
+        e.srd.catch(settle);
         e.srd.then(() => {
           e.t.srd = performance.now();
           for (const c of e.remote.splice(0)) e.pc.addIceCandidate(c).catch(() => {});
@@ -116,6 +153,7 @@
     e.pc.ontrack = (ev) => {
       if (ev.receiver && 'jitterBufferTarget' in ev.receiver) ev.receiver.jitterBufferTarget = 0;
       e.tracks.push(ev);
+      if (solo && ev.track.kind === 'video' && !e.stream) show(e, ev.track);
     };
     e.pc.onicecandidate = (ev) => {
       const c = ev.candidate;
@@ -133,7 +171,7 @@
       trySend();
     });
     e.offer.catch(settle);
-    setTimeout(settle, 300); // the service may be slow
+    setTimeout(settle, solo ? 400 : 300); // the service or the camera may be slow
     e.t.created = performance.now();
     early[channel] = e;
   }

@@ -78,8 +78,9 @@ class Player {
       this.unmuteEl.hidden = true;
     });
     el.querySelector('.stats-toggle').addEventListener('click', () => this.toggleStats());
-    // The overlays appear with the first frame, or after half a second.
-    setTimeout(() => this.show(), 500);
+    // The overlays appear with the first frame, or half a second after the
+    // navigation (the page may be built late: see bootstrap.js).
+    setTimeout(() => this.show(), Math.max(0, 500 - now()));
   }
 
   show() {
@@ -471,7 +472,10 @@ class Attempt {
       this.finish('signaling-lost', 'signaling', { detail: `closed ${e.closeCode}` });
       return;
     }
+    if (e.video) this.takeVideo(e.video, e.stream);
     for (const ev of e.tracks.splice(0)) this.onTrack(ev);
+    // The bootstrap's element may have shown the first frame already.
+    if (e.t.frame !== undefined) this.onFrame(e.t.frame);
     if (e.sent) {
       this.offerSdp = e.offerSdp;
       this.sld = e.sld;
@@ -510,6 +514,17 @@ class Attempt {
       },
       (err) => this.finish('bad-offer', 'offer', { retryable: false, detail: String(err) }),
     );
+  }
+
+  /** Puts the bootstrap's video element (and its stream, if it has one: it
+   * may be playing) in the tile in place of the tile's own (one DOM move:
+   * playback goes on). */
+  takeVideo(v, stream) {
+    const old = this.p.video;
+    v.className = '';
+    if (old !== v) old.replaceWith(v);
+    this.p.video = v;
+    if (stream) this.stream = stream;
   }
 
   openSignaling(url, first, buffered) {
@@ -596,7 +611,8 @@ class Attempt {
 
   /** The answer is applied: wait a bounded time for the first frame. */
   afterAnswer() {
-    if (!this.played) this.p.setState('negotiating');
+    if (this.played) return; // the bootstrap's element is showing frames
+    this.p.setState('negotiating');
     this.mediaTimer = this.timer(this.policy.mediaTimeoutMs, () => {
       const st = this.pc && this.pc.connectionState;
       this.finish(st === 'connected' ? 'no-media' : 'ice-failed', st === 'connected' ? 'media' : 'ice');
@@ -663,12 +679,14 @@ class Attempt {
     if (!this.closed) this.timer(250, () => this.pollFrames());
   }
 
-  onFrame() {
-    this.lastFrameAt = now();
+  /** A frame was presented (at: when, default now). */
+  onFrame(at) {
+    const t = at === undefined ? now() : at;
+    this.lastFrameAt = Math.max(this.lastFrameAt, t);
     if (this.played) return;
     this.played = true;
     this.mediaTimer = this.clear(this.mediaTimer);
-    this.p.firstFrame(now() - this.p.startedAt);
+    this.p.firstFrame(t - this.p.startedAt);
     // Stall watch: no new decoded frame for stallTimeoutMs means the camera
     // stopped. Decoding is read from the stats too, since a hidden tab
     // presents no frames (and so gets no frame callbacks).
