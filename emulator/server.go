@@ -48,6 +48,7 @@ type Server struct {
 
 	mu      sync.Mutex
 	conns   map[*wsConn]struct{}
+	fresh   map[net.Conn]struct{} // accepted, no request yet (see connState)
 	closing bool
 	wsWG    sync.WaitGroup
 	connSeq atomic.Uint64
@@ -78,6 +79,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		cfg:       cfg,
 		log:       cfg.Logger,
 		conns:     map[*wsConn]struct{}{},
+		fresh:     map[net.Conn]struct{}{},
 		epoch:     time.Now(),
 		serveDone: make(chan struct{}),
 	}
@@ -176,6 +178,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		MaxHeaderBytes:    64 << 10,
 		BaseContext:       func(net.Listener) context.Context { return s.baseCtx },
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		ConnState:         s.connState,
 	}
 	s.ln = ln
 	if s.tls != nil {
@@ -442,7 +445,23 @@ func (s *Server) Close() error {
 		s.cancel()
 		ctx, cancel := context.WithTimeout(context.Background(), shutdownWait)
 		defer cancel()
-		err := s.httpSrv.Shutdown(ctx)
+		shut := make(chan error, 1)
+		go func() { shut <- s.httpSrv.Shutdown(ctx) }()
+		// net/http counts a connection that has sent no request as idle only
+		// after 5 s, and Shutdown waits for it (a browser's spare socket
+		// can be one): close those now, until Shutdown is done.
+		var err error
+		tick := time.NewTicker(20 * time.Millisecond)
+	wait:
+		for {
+			s.closeFresh()
+			select {
+			case err = <-shut:
+				break wait
+			case <-tick.C:
+			}
+		}
+		tick.Stop()
 		for _, c := range conns {
 			c.Close(hub.CloseCodeShutdown, hub.CloseReasonShutdown, false)
 		}
@@ -471,6 +490,30 @@ func (s *Server) Close() error {
 		s.log.Info("kvsrtc local signaling service stopped")
 	})
 	return s.closeErr
+}
+
+// connState keeps the set of connections that have not sent a request.
+func (s *Server) connState(c net.Conn, st http.ConnState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st == http.StateNew {
+		s.fresh[c] = struct{}{}
+	} else {
+		delete(s.fresh, c)
+	}
+}
+
+// closeFresh closes the connections that have not sent a request.
+func (s *Server) closeFresh() {
+	s.mu.Lock()
+	fresh := make([]net.Conn, 0, len(s.fresh))
+	for c := range s.fresh {
+		fresh = append(fresh, c)
+	}
+	s.mu.Unlock()
+	for _, c := range fresh {
+		_ = c.Close()
+	}
 }
 
 // track registers a WebSocket connection; false when shutting down.

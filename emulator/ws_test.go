@@ -3,7 +3,11 @@ package emulator_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -496,6 +500,51 @@ func TestShutdownClosesWebSockets(t *testing.T) {
 	}
 	if err := srv.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// TestShutdownDoesNotWaitForSilentConnections: connections that never sent
+// a request (a browser's spare socket) do not hold Close for net/http's 5 s.
+func TestShutdownDoesNotWaitForSilentConnections(t *testing.T) {
+	for _, useTLS := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tls=%v", useTLS), func(t *testing.T) {
+			srv, err := emulator.Start(context.Background(), emulator.Config{TURNDisabled: true, TLS: useTLS, Logger: testLogger(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			u, err := url.Parse(srv.URL())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var silent []net.Conn
+			for range 3 {
+				nc, err := net.Dial("tcp", u.Host)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer nc.Close()
+				silent = append(silent, nc)
+			}
+			// A request in flight still gets its answer.
+			c := newClient(t, srv)
+			c.createChannel("still-served")
+			time.Sleep(50 * time.Millisecond) // let the server accept them
+			began := time.Now()
+			if err := srv.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if took := time.Since(began); took > 2*time.Second {
+				t.Fatalf("Close took %v with %d silent connections open", took, len(silent))
+			}
+			for _, nc := range silent {
+				_ = nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+				if _, err := nc.Read(make([]byte, 1)); err == nil {
+					t.Fatal("a silent connection got data instead of being closed")
+				} else if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+					t.Fatal("a silent connection was left open")
+				}
+			}
+		})
 	}
 }
 
