@@ -81,8 +81,9 @@ type Config struct {
 	ICEPortMin, ICEPortMax uint16
 
 	// DisconnectedTimeout is how long a viewer's connection may stay
-	// disconnected before the viewer is removed; brief interruptions that
-	// ICE recovers from are tolerated. 0: 10 s.
+	// disconnected (or a viewer's ICE restart may go without connecting)
+	// before the viewer is removed; brief interruptions that ICE recovers
+	// from are tolerated. 0: 10 s.
 	DisconnectedTimeout time.Duration
 	// ConnectTimeout is how long an answered viewer has to connect before
 	// it is removed. 0: 30 s.

@@ -329,6 +329,9 @@ func (r *run) onPeer(ctx context.Context, pe peerEvent) {
 	switch s := p.pc.ConnectionState(); s {
 	case webrtc.PeerConnectionStateConnected:
 		p.disconnectedAt = time.Time{}
+		if iceConnected(p.pc) {
+			p.restartedAt = time.Time{}
+		}
 		if !p.joined {
 			p.joined = true
 			r.setState(p, ViewerConnected, true)
@@ -403,10 +406,18 @@ func (r *run) removePeer(p *peer, why error) {
 // signaling connections.
 func (r *run) sweep(ctx context.Context, now time.Time) {
 	for _, p := range r.peers {
+		if !p.restartedAt.IsZero() && p.disconnectedAt.IsZero() && iceConnected(p.pc) {
+			p.restartedAt = time.Time{} // the restart completed
+		}
+		down := p.downSince(now)
 		switch {
 		case !p.joined && now.After(p.deadline):
 			r.removePeer(p, ErrConnectTimeout)
-		case !p.disconnectedAt.IsZero() && now.Sub(p.disconnectedAt) > r.cfg.DisconnectedTimeout:
+		case !down.IsZero() && now.Sub(down) > r.cfg.DisconnectedTimeout:
+			if p.disconnectedAt.IsZero() {
+				r.log.Info("the viewer's ICE restart did not connect; dropping it", "viewer", p.id,
+					"restarted", now.Sub(p.restartedAt).Round(time.Millisecond))
+			}
 			r.removePeer(p, ErrDisconnected)
 		}
 	}
@@ -530,14 +541,17 @@ func (r *run) onOffer(ctx context.Context, ev signaling.Event) {
 			// Next, a viewer whose connection is down (waiting for an ICE
 			// restart that may never come: it may be this very viewer,
 			// reconnecting under a new client id).
+			// That includes an ICE restart that is not getting anywhere.
+			now := time.Now()
+			var staleSince time.Time
 			for _, p := range r.peers {
-				if !p.disconnectedAt.IsZero() && (stale == nil || p.disconnectedAt.Before(stale.disconnectedAt)) {
-					stale = p
+				if d := p.downSince(now); !d.IsZero() && (stale == nil || d.Before(staleSince)) {
+					stale, staleSince = p, d
 				}
 			}
 			if stale != nil {
 				r.log.Info("viewer limit reached; dropping a viewer whose connection is down", "dropped", stale.id, "viewer", id,
-					"down_for", time.Since(stale.disconnectedAt).Round(time.Millisecond))
+					"down_for", now.Sub(staleSince).Round(time.Millisecond))
 				r.removePeer(stale, ErrDisconnected)
 			}
 		}
@@ -618,6 +632,7 @@ func (r *run) restartPeer(ctx context.Context, p *peer, offer *kvsproto.SessionD
 		return false
 	}
 	p.ufrag = sum.ufrag
+	p.restartedAt = time.Now()
 	p.corr = signaling.NewCorrelationID()
 	r.send(ctx, outMsg{action: kvsproto.ActionSDPAnswer, sd: &kvsproto.SessionDescription{Type: "answer", SDP: answer.SDP}, to: p.id, corr: p.corr, p: p})
 	if q := r.early[p.id]; q != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/kvsrtc/kvsrtc/control"
 	"github.com/kvsrtc/kvsrtc/emulator"
+	"github.com/kvsrtc/kvsrtc/kvsproto"
 	"github.com/kvsrtc/kvsrtc/master"
 	"github.com/kvsrtc/kvsrtc/media"
 	"github.com/kvsrtc/kvsrtc/media/testsrc"
@@ -402,5 +404,71 @@ func TestErrorMessages(t *testing.T) {
 	}
 	if !errors.Is(fmt.Errorf("x: %w", ne), master.ErrCodecMismatch) {
 		t.Error("NegotiationError does not unwrap")
+	}
+}
+
+// restartOffer is v's current offer with new ICE credentials: an ICE
+// restart of the same peer connection (same DTLS fingerprint) that v
+// itself will never carry out.
+func restartOffer(t *testing.T, v *testViewer) string {
+	t.Helper()
+	sdp := v.pc.LocalDescription().SDP
+	for _, attr := range []string{"a=ice-ufrag:", "a=ice-pwd:"} {
+		_, rest, ok := strings.Cut(sdp, attr)
+		if !ok {
+			t.Fatalf("no %s in the offer", attr)
+		}
+		old, _, _ := strings.Cut(rest, "\r\n")
+		fresh := "x" + old[1:]
+		if fresh == old {
+			fresh = "y" + old[1:]
+		}
+		sdp = strings.ReplaceAll(sdp, attr+old+"\r\n", attr+fresh+"\r\n")
+	}
+	return sdp
+}
+
+// TestMasterDropsAStuckICERestart: a viewer restarts ICE and the restart
+// never connects (its network is gone). The master counts it as down: at
+// the viewer limit a new viewer takes its place, and otherwise it is
+// dropped after DisconnectedTimeout, instead of holding a slot forever.
+func TestMasterDropsAStuckICERestart(t *testing.T) {
+	env := newEnv(t)
+	rm := startMaster(t, env, false, func(c *master.Config) {
+		c.MaxViewers = 1
+		c.DisconnectedTimeout = 3 * time.Second
+	})
+
+	// At the limit: the stuck peer makes room for a new viewer.
+	v1 := startViewer(t, env, "viewer-1", viewerOpts{})
+	checkKeyframe(t, v1)
+	if err := v1.sig.SendOffer(t.Context(), kvsproto.SessionDescription{Type: "offer", SDP: restartOffer(t, v1)}, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	rm.events.wait(t, 10*time.Second, "viewer-1 restarted", kindFor(master.EventViewerRestarted, "viewer-1"))
+	time.Sleep(2500 * time.Millisecond) // past the restart's grace
+	v2 := startViewer(t, env, "viewer-2", viewerOpts{})
+	checkKeyframe(t, v2)
+	ev := rm.events.wait(t, 5*time.Second, "left viewer-1", kindFor(master.EventViewerLeft, "viewer-1"))
+	if !errors.Is(ev.Err, master.ErrDisconnected) {
+		t.Fatalf("viewer-1 left with %v; want ErrDisconnected", ev.Err)
+	}
+	v1.close()
+
+	// Below the limit: dropped after DisconnectedTimeout.
+	if err := v2.sig.SendOffer(t.Context(), kvsproto.SessionDescription{Type: "offer", SDP: restartOffer(t, v2)}, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	rm.events.wait(t, 10*time.Second, "viewer-2 restarted", kindFor(master.EventViewerRestarted, "viewer-2"))
+	ev = rm.events.wait(t, 15*time.Second, "left viewer-2", kindFor(master.EventViewerLeft, "viewer-2"))
+	if !errors.Is(ev.Err, master.ErrDisconnected) {
+		t.Fatalf("viewer-2 left with %v; want ErrDisconnected", ev.Err)
+	}
+	if took := time.Since(began); took < 3*time.Second {
+		t.Fatalf("viewer-2 dropped after %v, before DisconnectedTimeout", took)
+	}
+	if got := viewerIDs(rm.m); len(got) != 0 {
+		t.Fatalf("viewers: %v", got)
 	}
 }

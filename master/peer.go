@@ -45,7 +45,34 @@ type peer struct {
 	fingerprint    string    // the offer's DTLS fingerprint
 	joined         bool      // EventViewerJoined was emitted
 	disconnectedAt time.Time // zero unless disconnected
+	restartedAt    time.Time // the last ICE restart, until ICE is connected again
 	deadline       time.Time // connect deadline while not joined
+}
+
+// downSince is when the peer's connection went down: disconnected or
+// failed, or (restartGrace after) an ICE restart that has not connected
+// yet. Zero if it is up.
+func (p *peer) downSince(now time.Time) time.Time {
+	if !p.disconnectedAt.IsZero() {
+		return p.disconnectedAt
+	}
+	if !p.restartedAt.IsZero() && now.Sub(p.restartedAt) > restartGrace && !iceConnected(p.pc) {
+		return p.restartedAt
+	}
+	return time.Time{}
+}
+
+// restartGrace is how long an ICE restart may take before the peer counts
+// as down (a restart on a working network takes well under a second).
+const restartGrace = 2 * time.Second
+
+// iceConnected reports whether a peer connection's ICE transport is up.
+func iceConnected(pc *webrtc.PeerConnection) bool {
+	switch pc.ICEConnectionState() {
+	case webrtc.ICEConnectionStateConnected, webrtc.ICEConnectionStateCompleted:
+		return true
+	}
+	return false
 }
 
 // peerEvent is what pion's callbacks forward to the loop.
