@@ -409,7 +409,7 @@ func (r *run) sweep(ctx context.Context, now time.Time) {
 		if !p.restartedAt.IsZero() && p.disconnectedAt.IsZero() && iceConnected(p.pc) {
 			p.restartedAt = time.Time{} // the restart completed
 		}
-		down := p.downSince(now)
+		down := p.downSince(now, r.restartGrace())
 		switch {
 		case !p.joined && now.After(p.deadline):
 			r.removePeer(p, ErrConnectTimeout)
@@ -545,7 +545,7 @@ func (r *run) onOffer(ctx context.Context, ev signaling.Event) {
 			now := time.Now()
 			var staleSince time.Time
 			for _, p := range r.peers {
-				if d := p.downSince(now); !d.IsZero() && (stale == nil || d.Before(staleSince)) {
+				if d := p.downSince(now, r.restartGrace()); !d.IsZero() && (stale == nil || d.Before(staleSince)) {
 					stale, staleSince = p, d
 				}
 			}
@@ -644,6 +644,12 @@ func (r *run) restartPeer(ctx context.Context, p *peer, offer *kvsproto.SessionD
 	r.log.Info("viewer restarted ICE; answered on its existing peer connection", "viewer", p.id)
 	r.emit(Event{Kind: EventViewerRestarted, ClientID: p.id})
 	return true
+}
+
+// restartGrace is how long a viewer's ICE restart may go without
+// connecting before its peer counts as down.
+func (r *run) restartGrace() time.Duration {
+	return min(maxRestartGrace, r.cfg.DisconnectedTimeout)
 }
 
 // silentThreshold is how long nothing may arrive from a connected viewer

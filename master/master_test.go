@@ -446,7 +446,7 @@ func TestMasterDropsAStuckICERestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	rm.events.wait(t, 10*time.Second, "viewer-1 restarted", kindFor(master.EventViewerRestarted, "viewer-1"))
-	time.Sleep(2500 * time.Millisecond) // past the restart's grace
+	time.Sleep(3500 * time.Millisecond) // past the restart's grace (DisconnectedTimeout here)
 	v2 := startViewer(t, env, "viewer-2", viewerOpts{})
 	checkKeyframe(t, v2)
 	ev := rm.events.wait(t, 5*time.Second, "left viewer-1", kindFor(master.EventViewerLeft, "viewer-1"))

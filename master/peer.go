@@ -50,21 +50,23 @@ type peer struct {
 }
 
 // downSince is when the peer's connection went down: disconnected or
-// failed, or (restartGrace after) an ICE restart that has not connected
-// yet. Zero if it is up.
-func (p *peer) downSince(now time.Time) time.Time {
+// failed, or an ICE restart that has not connected within grace. Zero if
+// it is up.
+func (p *peer) downSince(now time.Time, grace time.Duration) time.Time {
 	if !p.disconnectedAt.IsZero() {
 		return p.disconnectedAt
 	}
-	if !p.restartedAt.IsZero() && now.Sub(p.restartedAt) > restartGrace && !iceConnected(p.pc) {
+	if !p.restartedAt.IsZero() && now.Sub(p.restartedAt) > grace && !iceConnected(p.pc) {
 		return p.restartedAt
 	}
 	return time.Time{}
 }
 
-// restartGrace is how long an ICE restart may take before the peer counts
-// as down (a restart on a working network takes well under a second).
-const restartGrace = 2 * time.Second
+// maxRestartGrace is how long an ICE restart may take before the peer
+// counts as down (at most DisconnectedTimeout). A restart through TURN
+// takes 2-5 s; viewers give up on one after their answer timeout + 5 s
+// (7.5 s by default) and reconnect, and that reconnect needs the slot.
+const maxRestartGrace = 6 * time.Second
 
 // iceConnected reports whether a peer connection's ICE transport is up.
 func iceConnected(pc *webrtc.PeerConnection) bool {
