@@ -329,9 +329,7 @@ func (r *run) onPeer(ctx context.Context, pe peerEvent) {
 	switch s := p.pc.ConnectionState(); s {
 	case webrtc.PeerConnectionStateConnected:
 		p.disconnectedAt = time.Time{}
-		if iceConnected(p.pc) {
-			p.restartedAt = time.Time{}
-		}
+		p.checkRestart()
 		if !p.joined {
 			p.joined = true
 			r.setState(p, ViewerConnected, true)
@@ -406,9 +404,7 @@ func (r *run) removePeer(p *peer, why error) {
 // signaling connections.
 func (r *run) sweep(ctx context.Context, now time.Time) {
 	for _, p := range r.peers {
-		if !p.restartedAt.IsZero() && p.disconnectedAt.IsZero() && iceConnected(p.pc) {
-			p.restartedAt = time.Time{} // the restart completed
-		}
+		p.checkRestart() // a completed restart may bring no state change
 		down := p.downSince(now, r.restartGrace())
 		switch {
 		case !p.joined && now.After(p.deadline):

@@ -62,6 +62,13 @@ func (p *peer) downSince(now time.Time, grace time.Duration) time.Time {
 	return time.Time{}
 }
 
+// checkRestart forgets the last ICE restart once ICE is connected again.
+func (p *peer) checkRestart() {
+	if !p.restartedAt.IsZero() && iceConnected(p.pc) {
+		p.restartedAt = time.Time{}
+	}
+}
+
 // maxRestartGrace is how long an ICE restart may take before the peer
 // counts as down (at most DisconnectedTimeout). A restart through TURN
 // takes 2-5 s; viewers give up on one after their answer timeout + 5 s

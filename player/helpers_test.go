@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/kvsrtc/kvsrtc/control"
 	"github.com/kvsrtc/kvsrtc/emulator"
+	"github.com/kvsrtc/kvsrtc/internal/testutil"
 	"github.com/kvsrtc/kvsrtc/player"
 )
 
@@ -34,24 +34,6 @@ func TestMain(m *testing.M) {
 
 const testToken = "correct-horse-battery"
 
-// syncBuffer is a bytes.Buffer safe for concurrent use (the server log).
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // fixture is an emulator, a control client for it and a player server
 // behind an httptest server.
 type fixture struct {
@@ -59,7 +41,7 @@ type fixture struct {
 	ctl   *control.Client
 	srv   *player.Server
 	ts    *httptest.Server
-	logs  *syncBuffer
+	logs  *testutil.Buffer
 	tr    *http.Transport
 	token string
 }
@@ -90,7 +72,7 @@ func newFixture(t *testing.T, pcfg player.Config, ecfg emulator.Config) *fixture
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = emu.Close() })
-	f := &fixture{emu: emu, ctl: newControl(t, emu), logs: &syncBuffer{}}
+	f := &fixture{emu: emu, ctl: newControl(t, emu), logs: &testutil.Buffer{}}
 	pcfg.Control = f.ctl
 	if pcfg.Channels == nil {
 		pcfg.Channels = []string{"cam"}

@@ -3,23 +3,14 @@ package browsertest
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"image"
 	"image/png"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -43,6 +34,8 @@ import (
 	"github.com/kvsrtc/kvsrtc/media"
 	"github.com/kvsrtc/kvsrtc/player"
 	"github.com/kvsrtc/kvsrtc/rtc"
+
+	"github.com/kvsrtc/kvsrtc/internal/testutil"
 )
 
 // installHint is what to do when a tool is missing.
@@ -126,12 +119,12 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(certDir)
-	certSPKI, err := writeServeCert(certDir)
+	cert, err := testutil.WriteCert(certDir)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: browsertest: writing a test certificate: %v\n", err)
 		return 1
 	}
-	shared.certFile, shared.keyFile = filepath.Join(certDir, "cert.pem"), filepath.Join(certDir, "key.pem")
+	shared.certFile, shared.keyFile = cert.CertFile, cert.KeyFile
 
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromium),
@@ -163,7 +156,7 @@ func run(m *testing.M) int {
 		chromedp.Flag("allow-loopback-in-peer-connection", true),
 		chromedp.Flag("disable-features", "WebRtcHideLocalIpsWithMdns,Translate,MediaRouter,OptimizationHints"),
 		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-		chromedp.Flag("ignore-certificate-errors-spki-list", emu.SPKIHash()+","+certSPKI),
+		chromedp.Flag("ignore-certificate-errors-spki-list", emu.SPKIHash()+","+cert.SPKI),
 		chromedp.WindowSize(960, 600),
 	}
 	allocCtx, allocCancel := chromedp.NewExecAllocator(ctx, opts...)
@@ -185,42 +178,6 @@ func run(m *testing.M) int {
 		_ = os.RemoveAll(binDir)
 	}
 	return code
-}
-
-// writeServeCert writes a self-signed ECDSA certificate for 127.0.0.1
-// (cert.pem) and its key (key.pem) in dir, and returns the base64 SHA-256 of
-// its public key (for Chromium's --ignore-certificate-errors-spki-list).
-func writeServeCert(dir string) (string, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return "", err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kvsrtc serve (browser tests)"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return "", err
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "cert.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		return "", err
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return "", err
-	}
-	sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
-	return base64.StdEncoding.EncodeToString(sum[:]), nil
 }
 
 func testLogger(component string) *slog.Logger {

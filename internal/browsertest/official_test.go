@@ -9,9 +9,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/kvsrtc/kvsrtc/internal/testutil"
 )
 
 // officialResult is window.result of the official-flow pages (common.js).
@@ -69,25 +70,6 @@ func kvsrtcEnv(t *testing.T) []string {
 	}, shared.emu.Env()...)
 }
 
-// lockedBuffer is a bytes.Buffer safe for a process's writes and the
-// test's reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // runKvsrtc starts the kvsrtc binary with args until the test ends (then it
 // gets SIGINT and is waited for), and returns its output so far.
 func runKvsrtc(t *testing.T, args ...string) (output func() string) {
@@ -98,7 +80,7 @@ func runKvsrtc(t *testing.T, args ...string) (output func() string) {
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = kvsrtcEnv(t)
-	out := &lockedBuffer{}
+	out := &testutil.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

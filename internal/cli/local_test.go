@@ -10,39 +10,21 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/kvsrtc/kvsrtc/emulator"
+	"github.com/kvsrtc/kvsrtc/internal/testutil"
 	"github.com/kvsrtc/kvsrtc/kvsproto"
 	"github.com/kvsrtc/kvsrtc/sigv4"
 )
-
-// syncBuffer is a bytes.Buffer safe for a writer and a poller.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // runLocalBG runs "kvsrtc local args..." until the test ends and returns the
 // exported environment once it is printed.
 func runLocalBG(t *testing.T, args ...string) (env map[string]string, stdout string, stop func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	out, errb := &syncBuffer{}, &syncBuffer{}
+	out, errb := &testutil.Buffer{}, &testutil.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- runLocal(ctx, &Env{Stdout: out, Stderr: errb, Getenv: func(string) string { return "" }}, args)
@@ -186,7 +168,7 @@ func TestLocalBadFlags(t *testing.T) {
 		{"--max-duration", "1m", "--goaway-grace", "2m"},
 		{"stray"},
 	} {
-		var out, errb syncBuffer
+		var out, errb testutil.Buffer
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err := runLocal(ctx, &Env{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }}, args)
 		cancel()

@@ -17,30 +17,13 @@ import (
 
 	"github.com/kvsrtc/kvsrtc/control"
 	"github.com/kvsrtc/kvsrtc/emulator"
+	"github.com/kvsrtc/kvsrtc/internal/testutil"
 	"github.com/kvsrtc/kvsrtc/kvsproto"
 	"github.com/kvsrtc/kvsrtc/media"
 	"github.com/kvsrtc/kvsrtc/media/testsrc"
 	"github.com/kvsrtc/kvsrtc/rtc"
 	"github.com/kvsrtc/kvsrtc/signaling"
 )
-
-// masterTestBuffer is a bytes.Buffer safe for concurrent use.
-type masterTestBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *masterTestBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *masterTestBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // masterTestEnv points the process's AWS settings at s only.
 func masterTestEnv(t *testing.T, s *emulator.Server) {
@@ -180,7 +163,7 @@ type masterTestSink func(media.Frame)
 
 func (f masterTestSink) WriteFrame(fr media.Frame) error { f(fr); return nil }
 
-func waitOutput(t *testing.T, buf *masterTestBuffer, want string, done <-chan int) {
+func waitOutput(t *testing.T, buf *testutil.Buffer, want string, done <-chan int) {
 	t.Helper()
 	deadline := time.After(30 * time.Second)
 	for !strings.Contains(buf.String(), want) {
@@ -214,7 +197,7 @@ func TestMasterCommandServesAViewer(t *testing.T) {
 
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			var stdout, stderr masterTestBuffer
+			var stdout, stderr testutil.Buffer
 			done := make(chan int, 1)
 			args := append([]string{"master", "--channel", "demo", "--create", "--loopback-only"}, tc.args...)
 			go func() { done <- Main(ctx, args, bytes.NewReader(tc.stdin), &stdout, &stderr) }()
@@ -296,7 +279,7 @@ func TestMasterCommandUsageErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			var stdout, stderr masterTestBuffer
+			var stdout, stderr testutil.Buffer
 			code := Main(ctx, append([]string{"master"}, tc.args...), strings.NewReader(""), &stdout, &stderr)
 			if code != tc.code || !strings.Contains(stderr.String(), tc.want) {
 				t.Fatalf("exit %d (want %d), stderr:\n%s\n(want it to mention %q)", code, tc.code, stderr.String(), tc.want)

@@ -3,27 +3,21 @@ package cli
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/kvsrtc/kvsrtc/emulator"
+	"github.com/kvsrtc/kvsrtc/internal/testutil"
 )
 
 func TestServeUsage(t *testing.T) {
@@ -48,33 +42,62 @@ func TestServeUsage(t *testing.T) {
 // TestServe runs kvsrtc serve against a local service: it prints where to
 // open it (with a generated token), serves the player behind the token,
 // mints sessions for its channel only, and stops cleanly.
-func TestServe(t *testing.T) {
+// runningServe is "kvsrtc serve" run by startServe.
+type runningServe struct {
+	srv            *emulator.Server // the local service it uses
+	match          []string         // the submatches of the address line
+	stdout, stderr *testutil.Buffer
+	stop           func() // cancels it and checks that it exits 0
+}
+
+// startServe runs "kvsrtc serve args..." against a new local service with a
+// "demo" channel, waits until stdout matches addrLine, and stops it when the
+// test ends (stop stops it sooner).
+func startServe(t *testing.T, addrLine string, args ...string) *runningServe {
+	t.Helper()
 	srv, err := emulator.Start(t.Context(), emulator.Config{Channels: []string{"demo"}, TURNDisabled: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
+	t.Cleanup(func() { _ = srv.Close() })
 	masterTestEnv(t, srv)
 	t.Setenv(authEnv, "")
 
 	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	stdout, stderr := &masterTestBuffer{}, &masterTestBuffer{}
+	r := &runningServe{srv: srv, stdout: &testutil.Buffer{}, stderr: &testutil.Buffer{}}
 	done := make(chan int, 1)
-	go func() {
-		done <- Main(ctx, []string{"serve", "--listen", "127.0.0.1:0", "--channel", "demo", "--log-level", "debug"}, nil, stdout, stderr)
-	}()
-
-	re := regexp.MustCompile(`open (http://127\.0\.0\.1:\d+)/\?token=([A-Za-z0-9_-]+) `)
-	var m []string
+	go func() { done <- Main(ctx, append([]string{"serve"}, args...), nil, r.stdout, r.stderr) }()
+	var once sync.Once
+	r.stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case code := <-done:
+				if code != 0 {
+					t.Errorf("kvsrtc serve: exit %d; stderr:\n%s", code, r.stderr.String())
+				}
+			case <-time.After(10 * time.Second):
+				t.Error("kvsrtc serve did not stop")
+			}
+		})
+	}
+	t.Cleanup(r.stop)
+	re := regexp.MustCompile(addrLine)
 	deadline := time.Now().Add(15 * time.Second)
-	for m = re.FindStringSubmatch(stdout.String()); m == nil; m = re.FindStringSubmatch(stdout.String()) {
+	for r.match = re.FindStringSubmatch(r.stdout.String()); r.match == nil; r.match = re.FindStringSubmatch(r.stdout.String()) {
 		if time.Now().After(deadline) {
-			t.Fatalf("no URL printed; stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+			t.Fatalf("no line matching %q; stdout:\n%s\nstderr:\n%s", addrLine, r.stdout.String(), r.stderr.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	base, token := m[1], m[2]
+	return r
+}
+
+func TestServe(t *testing.T) {
+	r := startServe(t, `open (http://127\.0\.0\.1:\d+)/\?token=([A-Za-z0-9_-]+) `,
+		"--listen", "127.0.0.1:0", "--channel", "demo", "--log-level", "debug")
+	srv, stderr := r.srv, r.stderr
+	base, token := r.match[1], r.match[2]
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -125,15 +148,7 @@ func TestServe(t *testing.T) {
 		t.Fatalf("/metrics: %d\n%s", code, body)
 	}
 
-	cancel()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("exit %d; stderr:\n%s", code, stderr.String())
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("kvsrtc serve did not stop")
-	}
+	r.stop()
 	if strings.Contains(stderr.String(), srv.Credentials().SecretAccessKey) {
 		t.Fatal("the log contains the secret key")
 	}
@@ -169,78 +184,27 @@ func TestServeToken(t *testing.T) {
 	}
 }
 
-// writeTestCert writes a self-signed ECDSA certificate for 127.0.0.1 and its
-// key as PEM files in dir and returns their paths and a pool trusting it.
-func writeTestCert(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+// writeTestCert writes a certificate for 127.0.0.1 in a new directory.
+func writeTestCert(t *testing.T) testutil.Cert {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	c, err := testutil.WriteCert(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kvsrtc serve test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	return certFile, keyFile, pool
+	return c
 }
 
 // TestServeTLS: with --tls-cert/--tls-key kvsrtc serve speaks HTTPS only,
 // prints an https:// address, and its sign-in cookie is Secure.
 func TestServeTLS(t *testing.T) {
-	srv, err := emulator.Start(t.Context(), emulator.Config{Channels: []string{"demo"}, TURNDisabled: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	masterTestEnv(t, srv)
-	t.Setenv(authEnv, "")
-	certFile, keyFile, pool := writeTestCert(t, t.TempDir())
-
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	stdout, stderr := &masterTestBuffer{}, &masterTestBuffer{}
-	done := make(chan int, 1)
+	cert := writeTestCert(t)
 	const token = "a-token-for-tls-tests"
-	go func() {
-		done <- Main(ctx, []string{"serve", "--listen", "127.0.0.1:0", "--channel", "demo", "--auth", token,
-			"--tls-cert", certFile, "--tls-key", keyFile}, nil, stdout, stderr)
-	}()
-	re := regexp.MustCompile(`open (https://127\.0\.0\.1:\d+) and sign in`)
-	var m []string
-	deadline := time.Now().Add(15 * time.Second)
-	for m = re.FindStringSubmatch(stdout.String()); m == nil; m = re.FindStringSubmatch(stdout.String()) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no https URL printed; stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	base := m[1]
+	r := startServe(t, `open (https://127\.0\.0\.1:\d+) and sign in`, "--listen", "127.0.0.1:0", "--channel", "demo",
+		"--auth", token, "--tls-cert", cert.CertFile, "--tls-key", cert.KeyFile)
+	base := r.match[1]
 
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	tr.TLSClientConfig = &tls.Config{RootCAs: cert.Pool, MinVersion: tls.VersionTLS12}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	get := func(u string) *http.Response {
@@ -278,15 +242,7 @@ func TestServeTLS(t *testing.T) {
 		}
 	}
 
-	cancel()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("exit %d; stderr:\n%s", code, stderr.String())
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("kvsrtc serve did not stop")
-	}
+	r.stop()
 }
 
 // TestServeBadCertificate: unreadable or mismatched files are a usage error
@@ -294,8 +250,7 @@ func TestServeTLS(t *testing.T) {
 func TestServeBadCertificate(t *testing.T) {
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	dir := t.TempDir()
-	certFile, _, _ := writeTestCert(t, dir)
-	_, otherKey, _ := writeTestCert(t, t.TempDir())
+	certFile, otherKey := writeTestCert(t).CertFile, writeTestCert(t).KeyFile
 	garbage := filepath.Join(dir, "garbage.pem")
 	if err := os.WriteFile(garbage, []byte("not PEM\n"), 0o600); err != nil {
 		t.Fatal(err)
