@@ -63,17 +63,23 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	reqID := newRequestID()
 	h.Set("x-amzn-RequestId", reqID)
 	h.Set("Date", s.now().UTC().Format(http.TimeFormat))
+	p := r.URL.Path
+	if strings.HasPrefix(p, pathAdmin) {
+		// No CORS headers: no web page may call or read the admin API.
+		s.serveAdmin(w, r)
+		return
+	}
 	setCORS(h)
 	if r.Method == http.MethodOptions {
 		preflight(w, r)
 		return
 	}
-	p := r.URL.Path
-	if strings.HasPrefix(p, pathAdmin) {
-		s.serveAdmin(w, r)
-		return
-	}
 	if r.Method == http.MethodGet && (p == "/" || p == pathWSMaster || p == pathWSViewer) && isUpgrade(r) {
+		// A WebSocket lives far longer than the server's read and write
+		// timeouts, which would otherwise stay on the hijacked connection.
+		rc := http.NewResponseController(w)
+		_ = rc.SetReadDeadline(time.Time{})
+		_ = rc.SetWriteDeadline(time.Time{})
 		s.serveWS(w, r, reqID)
 		return
 	}
@@ -209,6 +215,9 @@ func jsonKind(k string) string {
 // serveAdmin serves /_kvsrtc/...: faults, clock, TURN, stats, CA.
 func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	sub := strings.TrimPrefix(r.URL.Path, pathAdmin)
+	if !s.adminAllowed(w, r, sub) {
+		return
+	}
 	reply := func(status int, v any) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(status)

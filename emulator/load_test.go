@@ -21,7 +21,7 @@ func TestLoadSmall(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	res, err := loadtest.Run(ctx, loadtest.Config{
-		Endpoint: srv.URL(), Channels: 40, ViewersPerChannel: 10, Rate: 800, Duration: 2 * time.Second,
+		Endpoint: srv.URL(), AdminToken: srv.AdminToken(), Channels: 40, ViewersPerChannel: 10, Rate: 800, Duration: 2 * time.Second,
 		ConnectConcurrency: 16, ConnectsPerChannel: 3,
 	})
 	if err != nil {
@@ -66,14 +66,15 @@ func BenchmarkSignaling(b *testing.B) {
 	// its own GC pauses distort the latencies less.
 	defer debug.SetGCPercent(debug.SetGCPercent(400))
 	for i := 0; i < b.N; i++ {
-		var env []string
+		const adminToken = "benchmark-admin-token-0123"
+		env := []string{emulator.AdminTokenEnv + "=" + adminToken}
 		if p := os.Getenv("KVSRTC_BENCH_CPUPROFILE"); p != "" {
 			env = append(env, "KVSRTC_HELPER_CPUPROFILE="+p)
 		}
 		h := startHelper(b, "", true, env...)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		res, err := loadtest.Run(ctx, loadtest.Config{
-			Endpoint: h.URL, Channels: channels, ViewersPerChannel: viewers,
+			Endpoint: h.URL, AdminToken: adminToken, Channels: channels, ViewersPerChannel: viewers,
 			Rate: float64(rate), Duration: time.Duration(secs) * time.Second, ConnectConcurrency: 128,
 		})
 		cancel()

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -139,10 +140,13 @@ func (s *Server) verifySTS(r *http.Request, body []byte) (string, *stsError) {
 		return "", &stsError{http.StatusForbidden, "SignatureDoesNotMatch", fmt.Sprintf("Signature not yet current: %s is still later than %s (%s + 5 min.)",
 			amzDate, now.Add(5*time.Minute).UTC().Format(amzDateForm), now.UTC().Format(amzDateForm))}
 	}
-	if creds.SessionToken != "" && r.Header.Get("X-Amz-Security-Token") != creds.SessionToken {
+	if creds.SessionToken != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("X-Amz-Security-Token")), []byte(creds.SessionToken)) != 1 {
 		return "", &stsError{http.StatusForbidden, "InvalidClientTokenId", "The security token included in the request is invalid."}
 	}
 	signed := strings.Split(fields["SignedHeaders"], ";")
+	if !slices.Contains(signed, "host") {
+		return "", &stsError{http.StatusBadRequest, "IncompleteSignature", "'Host' must be a 'SignedHeader' in the AWS Authorization."}
+	}
 	var ch strings.Builder
 	for _, name := range signed {
 		var vals []string

@@ -38,7 +38,9 @@ func loadOrCreateCert(dataDir, host string, now time.Time) (*tlsMaterial, error)
 		certPath = filepath.Join(dataDir, "cert.pem")
 		keyPath = filepath.Join(dataDir, "key.pem")
 		if m, err := loadCert(certPath, keyPath); err == nil {
-			if m.leaf.NotAfter.After(now.Add(7*24*time.Hour)) && m.leaf.VerifyHostname(host) == nil {
+			// A certificate of an older version that is a CA is replaced:
+			// whoever trusts it would trust anything its key signs.
+			if !m.leaf.IsCA && m.leaf.NotAfter.After(now.Add(7*24*time.Hour)) && m.leaf.VerifyHostname(host) == nil {
 				return m, nil
 			}
 		} else if !errors.Is(err, os.ErrNotExist) {
@@ -88,8 +90,11 @@ func parseCert(certPEM, keyPEM []byte) (*tlsMaterial, error) {
 	return &tlsMaterial{cert: c, leaf: leaf, certPEM: certPEM}, nil
 }
 
-// newSelfSigned makes an ECDSA P-256 certificate that is its own CA, so that
-// it can be given to clients as a CA bundle (AWS_CA_BUNDLE).
+// newSelfSigned makes a self-signed ECDSA P-256 server certificate. It is
+// a leaf, not a CA (basic constraints CA:FALSE, no certSign key usage):
+// clients trust exactly this certificate (AWS_CA_BUNDLE, a Go cert pool,
+// Chromium's SPKI list), and its key, should it leak, can sign nothing
+// else they would accept.
 func newSelfSigned(host string, now time.Time) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -113,11 +118,10 @@ func newSelfSigned(host string, now time.Time) (certPEM, keyPEM []byte, err erro
 		Subject:               pkix.Name{CommonName: "kvsrtc local signaling service", Organization: []string{"kvsrtc"}},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(certValidity),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
+		IsCA:                  false,
 		IPAddresses:           ips,
 		DNSNames:              dns,
 	}

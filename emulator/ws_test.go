@@ -359,7 +359,7 @@ func TestFaults(t *testing.T) {
 
 	admin := func(spec string) int {
 		t.Helper()
-		resp, err := c.http.Post(srv.URL()+"/_kvsrtc/faults", "text/plain", strings.NewReader(spec))
+		resp, err := adminPost(c.http, srv, "/_kvsrtc/faults", "text/plain", strings.NewReader(spec))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -417,7 +417,7 @@ func TestFaults(t *testing.T) {
 	}
 	c.mustDial(viewer, arn, "v4")
 	// Clock skew through the admin API.
-	resp, err := c.http.Post(srv.URL()+"/_kvsrtc/clock", "application/json", strings.NewReader(`{"skew":"-90s"}`))
+	resp, err := adminPost(c.http, srv, "/_kvsrtc/clock", "application/json", strings.NewReader(`{"skew":"-90s"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -428,7 +428,7 @@ func TestFaults(t *testing.T) {
 		t.Fatalf("clock %+v", clock)
 	}
 	// Bad specs are refused with a reason.
-	resp, err = c.http.Post(srv.URL()+"/_kvsrtc/faults", "text/plain", strings.NewReader("drop,count=zero"))
+	resp, err = adminPost(c.http, srv, "/_kvsrtc/faults", "text/plain", strings.NewReader("drop,count=zero"))
 	if err != nil {
 		t.Fatal(err)
 	}

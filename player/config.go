@@ -21,7 +21,9 @@ const (
 	DefaultClientIDPrefix  = "kvsrtc-web-"
 	DefaultStallTimeout    = 5 * time.Second
 	DefaultICERestartGrace = 2 * time.Second
-	minAuthLen             = 8
+	DefaultSessionMaxAge   = 7 * 24 * time.Hour
+	// MinAuthLen is the shortest Auth token New accepts.
+	MinAuthLen = 16
 )
 
 // ErrInvalidConfig is matched (errors.Is) by every error New returns for a
@@ -38,13 +40,25 @@ type Config struct {
 	// refuses every other channel.
 	Channels []string
 	// Auth is the token (or password) that protects the pages, the API and
-	// /metrics: at least 8 characters. Browsers present it once (login form
-	// or ?token=) and then carry an HttpOnly cookie derived from it; scripts
-	// send "Authorization: Bearer TOKEN".
+	// /metrics: at least MinAuthLen (16) characters. Browsers present it
+	// once (login form, a one-time ?code= from NewSignInCode, or ?token=)
+	// and then carry an HttpOnly cookie that reveals nothing of it; scripts
+	// send "Authorization: Bearer TOKEN". Wrong tokens and cookies are
+	// rate limited per client address.
 	Auth string
 	// NoAuth serves without any access control. It must be set explicitly
 	// (and Auth left empty): cameras are private by default.
 	NoAuth bool
+	// SessionMaxAge is how long a browser stays signed in (0: 7 days). The
+	// server enforces it; RevokeSessions, a restart or a new token sign
+	// every browser out sooner.
+	SessionMaxAge time.Duration
+	// TrustedProxies are the reverse proxies (IP addresses or CIDR
+	// prefixes) whose X-Forwarded-For and X-Forwarded-Proto are believed:
+	// for the client address the rate limits use, and for HTTPS (a Secure
+	// cookie, HSTS) when the proxy terminates TLS. Every other client's
+	// forwarding headers are ignored.
+	TrustedProxies []string
 
 	// Retry is the page's answer timeout and retry policy (zero fields take
 	// viewer.DefaultRetryPolicy's values).
@@ -119,8 +133,17 @@ func (c Config) withDefaults() (Config, error) {
 		return c, invalid("Auth", "give a token or NoAuth, not both")
 	case !c.NoAuth && c.Auth == "":
 		return c, invalid("Auth", "a token or password is required (--auth); cameras are private")
-	case !c.NoAuth && len(c.Auth) < minAuthLen:
-		return c, invalid("Auth", "the token must have at least %d characters", minAuthLen)
+	case !c.NoAuth && len(c.Auth) < MinAuthLen:
+		return c, invalid("Auth", "the token has %d characters; use at least %d (a random one is best: leave --auth unset and kvsrtc serve generates one)", len(c.Auth), MinAuthLen)
+	}
+	if c.SessionMaxAge == 0 {
+		c.SessionMaxAge = DefaultSessionMaxAge
+	}
+	if c.SessionMaxAge < time.Minute || c.SessionMaxAge > 400*24*time.Hour {
+		return c, invalid("SessionMaxAge", "%v is outside 1m..400 days", c.SessionMaxAge)
+	}
+	if _, err := parseProxies(c.TrustedProxies); err != nil {
+		return c, err
 	}
 	if _, err := c.Retry.WithDefaults(); err != nil {
 		return c, invalid("Retry", "%v", err)

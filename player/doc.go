@@ -30,12 +30,17 @@
 // the refusal: a full channel, throttling, a bad signature), and words the
 // cause (viewer.Cause names, plus the player's own).
 //
-// Access control: Config.Auth is a token that protects every page, the API
-// and /metrics. A browser signs in once (login form, or ?token= which is
-// then removed from the address) and carries an HttpOnly, SameSite=Strict
-// cookie; scripts send "Authorization: Bearer TOKEN". Session minting is
-// rate limited per client address, the API serves only Config.Channels, and
-// POSTs must be same-origin JSON.
+// Access control: Config.Auth is a token (16+ characters) that protects
+// every page, the API and /metrics. A browser signs in once (login form, a
+// one-time link with a code from NewSignInCode, or ?token=; the code or
+// token is then removed from the address) and carries an HttpOnly,
+// SameSite=Strict cookie that the server checks for age and revocation
+// (RevokeSessions); scripts send "Authorization: Bearer TOKEN". Every
+// failed check is charged to a per-client budget (IPv6: per /64), session
+// minting is rate limited per client address, the API serves only
+// Config.Channels, and POSTs must be same-origin JSON. Serve's HTTP server
+// has read, write and idle timeouts and a connection cap. Behind a TLS
+// reverse proxy, list it in Config.TrustedProxies. See docs/SECURITY.md.
 //
 // Endpoints:
 //

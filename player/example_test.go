@@ -2,6 +2,7 @@ package player_test
 
 import (
 	"context"
+	"fmt"
 	"log"
 	"net"
 	"os"
@@ -32,7 +33,8 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	// Open http://127.0.0.1:8080/?token=... once; the browser keeps a cookie.
+	// A one-time sign-in link; the browser then keeps a cookie.
+	fmt.Println("open http://127.0.0.1:8080/?code=" + srv.NewSignInCode(0))
 	if err := srv.Serve(ctx, ln); err != nil {
 		log.Fatal(err)
 	}

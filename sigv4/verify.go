@@ -28,6 +28,11 @@ type Verifier struct {
 	// MaxSkew is the largest allowed distance between X-Amz-Date and Now;
 	// 0 (or negative) means DefaultMaxSkew (5 minutes).
 	MaxSkew time.Duration
+	// AllowUnsignedPayload makes VerifyRequest accept
+	// "X-Amz-Content-Sha256: UNSIGNED-PAYLOAD" (the body then is not
+	// covered by the signature). Kinesis Video Streams signs bodies, so by
+	// default such requests are refused.
+	AllowUnsignedPayload bool
 }
 
 // Result describes a request whose signature verified.
@@ -203,7 +208,8 @@ func (v *Verifier) verifyPresigned(r *http.Request) (*Result, *debugInfo, error)
 // is honoured (host comes from r.Host, content-length from the header or
 // r.ContentLength). X-Amz-Security-Token may be signed or not; when present
 // it must match the token Lookup returned, if any. X-Amz-Content-Sha256, when
-// sent, must match the body (UNSIGNED-PAYLOAD is accepted as is). A non-nil
+// sent, must match the body (UNSIGNED-PAYLOAD is refused unless
+// AllowUnsignedPayload is set). SignedHeaders must include host. A non-nil
 // error other than the Lookup configuration error is always an *Error.
 func (v *Verifier) VerifyRequest(r *http.Request, body []byte) (*Result, error) {
 	res, _, err := v.verifyRequest(r, body)
@@ -265,6 +271,9 @@ func (v *Verifier) verifyRequest(r *http.Request, body []byte) (*Result, *debugI
 		return nil, nil, malformed("The request has more than one X-Amz-Content-Sha256 header.")
 	case len(hs) == 0:
 	case hs[0] == UnsignedPayload:
+		if !v.AllowUnsignedPayload {
+			return nil, nil, malformed("X-Amz-Content-Sha256 UNSIGNED-PAYLOAD is not accepted: this service requires a signed payload; sign the SHA-256 of the request body.")
+		}
 		payload = UnsignedPayload
 	case strings.HasPrefix(hs[0], "STREAMING-"):
 		return nil, nil, malformed("X-Amz-Content-Sha256 " + clip(hs[0]) + ": streaming payload signing is not supported.")

@@ -29,6 +29,10 @@ func init() {
 
 const demoChannel = "demo"
 
+// demoSignInTTL is how long the demo's one-time sign-in link works: the
+// demo's whole run, within reason (it is printed once, at the start).
+const demoSignInTTL = 12 * time.Hour
+
 func runDemo(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "demo", "[flags]")
 	var (
@@ -118,7 +122,8 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 		}
 		defer func() { _ = p.wait() }()
 		defer cancel()
-		fmt.Fprintf(env.Stdout, "kvsrtc demo: live video in your browser: %s\n", p.signInURL(token))
+		fmt.Fprintf(env.Stdout, "kvsrtc demo: live video in your browser: %s\n", p.signInURL(demoSignInTTL))
+		fmt.Fprintf(env.Stdout, "kvsrtc demo: (a one-time link; other browsers sign in with the token %s)\n", token)
 	}
 
 	// 4. The viewer, with its live status.
@@ -165,14 +170,15 @@ func printNext(w io.Writer, srv *emulator.Server) {
 		k, v, _ := strings.Cut(kv, "=")
 		env = append(env, k+"="+shellQuote(v))
 	}
+	env = append(env, emulator.AdminTokenEnv+"="+shellQuote(srv.AdminToken()))
 	fmt.Fprintf(w, `
 Video is flowing. While this runs, in another terminal:
   export %s
   go run ./cmd/kvsrtc view --channel %[2]s --loopback-only --record demo.mkv --duration 5s
   aws kinesisvideo describe-signaling-channel --channel-name %[2]s
-  curl -X POST %[3]s/_kvsrtc/faults -d 'drop,action=SDP_ANSWER,count=1,channel=%[2]s'
+  curl -X POST -H "Authorization: Bearer $%[4]s" %[3]s/_kvsrtc/faults -d 'drop,action=SDP_ANSWER,count=1,channel=%[2]s'
       (the next viewer's answer is lost; watch it recover on its second attempt)
 Press Ctrl-C to stop.
 
-`, strings.Join(env, " "), demoChannel, srv.URL())
+`, strings.Join(env, " "), demoChannel, srv.URL(), emulator.AdminTokenEnv)
 }

@@ -47,6 +47,7 @@ type serveFlags struct {
 	attempts     int
 	sessionRate  float64
 	sessionBurst int
+	proxies      stringList
 	aws          awsFlags
 	logs         logFlags
 }
@@ -56,7 +57,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "serve", "--channel NAME [--channel NAME ...] [flags]")
 	fs.StringVar(&f.listen, "listen", defaultServeListen, "address to serve the player on")
 	fs.Var(&f.channels, "channel", "signaling channel to serve (repeatable); the API refuses every other channel")
-	fs.StringVar(&f.auth, "auth", "", "access token (or password) for the pages, the API and /metrics, at least 8 characters (default: $"+authEnv+", else a random one is generated and printed)")
+	fs.StringVar(&f.auth, "auth", "", "access token (or password) for the pages, the API and /metrics, at least 16 characters (default: $"+authEnv+", else a random one is generated and printed)")
 	fs.BoolVar(&f.noAuth, "no-auth", false, "serve without access control (anyone who reaches --listen sees the cameras)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate (with --tls-key)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
@@ -66,6 +67,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	fs.IntVar(&f.attempts, "max-attempts", 0, "attempts before the page gives up and shows the diagnosis (default 5)")
 	fs.Float64Var(&f.sessionRate, "session-rate", player.DefaultSessionRate, "sessions per second each client address may mint")
 	fs.IntVar(&f.sessionBurst, "session-burst", player.DefaultSessionBurst, "burst of sessions each client address may mint")
+	fs.Var(&f.proxies, "trusted-proxy", "IP address or CIDR of a reverse proxy in front of the player whose X-Forwarded-For and X-Forwarded-Proto are believed (repeatable)")
 	f.aws.register(fs)
 	f.logs.register(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -107,15 +109,22 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 		Control: ctl, Channels: f.channels, Auth: token, NoAuth: f.noAuth, ForceRelay: f.relay, LoopbackOnly: f.loopback,
 		Retry:       viewer.RetryPolicy{AnswerTimeout: f.answerTO, MaxAttempts: f.attempts},
 		SessionRate: f.sessionRate, SessionBurst: f.sessionBurst, HTTPClient: hc, Logger: log,
+		TrustedProxies: f.proxies,
 	}
 	p, err := startPlayer(ctx, cfg, f.listen, tlsCfg)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "kvsrtc serve: channels %s at %s\n", strings.Join(p.srv.Channels(), ", "), p.baseURL)
+	if tlsCfg == nil && len(f.proxies) == 0 && !loopbackListen(f.listen) {
+		fmt.Fprintf(env.Stdout, "warning: plain HTTP on %s: the token and the sign-in cookie cross the network in clear; "+
+			"use --tls-cert/--tls-key, or a TLS reverse proxy (--trusted-proxy), or listen on 127.0.0.1\n", f.listen)
+		log.Warn("serving plain HTTP off loopback", "listen", f.listen)
+	}
 	switch {
 	case generated:
-		fmt.Fprintf(env.Stdout, "open %s (generated access token; set --auth or $%s to choose one)\n", p.signInURL(token), authEnv)
+		fmt.Fprintf(env.Stdout, "open %s (a one-time sign-in link, valid %v)\n", p.signInURL(player.DefaultSignInCodeTTL), player.DefaultSignInCodeTTL)
+		fmt.Fprintf(env.Stdout, "access token for other browsers and for scripts (Authorization: Bearer): %s (generated; set --auth or $%s to choose one)\n", token, authEnv)
 	case f.noAuth:
 		fmt.Fprintln(env.Stdout, "warning: --no-auth: anyone who can reach this address can watch the cameras")
 	default:
@@ -138,8 +147,9 @@ func (f *serveFlags) token(env *Env) (token string, generated bool, err error) {
 	case token == "":
 		t, err := randomToken()
 		return t, true, err
-	case len(token) < 8:
-		return "", false, fmt.Errorf("%w: --auth: the token must have at least 8 characters", ErrUsage)
+	case len(token) < player.MinAuthLen:
+		return "", false, fmt.Errorf("%w: --auth: the token has %d characters, at least %d are needed; better, leave --auth and $%s unset and a random 128-bit token is generated and printed",
+			ErrUsage, len(token), player.MinAuthLen, authEnv)
 	}
 	return token, false, nil
 }
@@ -160,9 +170,24 @@ type runningPlayer struct {
 	done    chan error
 }
 
-// signInURL is the page address that signs a browser in with token.
-func (p *runningPlayer) signInURL(token string) string {
-	return p.baseURL + "/?token=" + url.QueryEscape(token)
+// signInURL is a page address that signs one browser in: a one-time
+// code valid for ttl, not the token (which would stay in browser history,
+// scrollback and proxy logs).
+func (p *runningPlayer) signInURL(ttl time.Duration) string {
+	return p.baseURL + "/?code=" + url.QueryEscape(p.srv.NewSignInCode(ttl))
+}
+
+// loopbackListen reports whether a --listen address is on loopback only.
+func loopbackListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // wait returns when the server has stopped (its context ended).

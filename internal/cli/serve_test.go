@@ -94,10 +94,13 @@ func startServe(t *testing.T, addrLine string, args ...string) *runningServe {
 }
 
 func TestServe(t *testing.T) {
-	r := startServe(t, `open (http://127\.0\.0\.1:\d+)/\?token=([A-Za-z0-9_-]+) `,
+	r := startServe(t, `open (http://127\.0\.0\.1:\d+)/\?code=([A-Za-z0-9]+) .*\naccess token for other browsers and for scripts \(Authorization: Bearer\): ([A-Za-z0-9_-]+) `,
 		"--listen", "127.0.0.1:0", "--channel", "demo", "--log-level", "debug")
 	srv, stderr := r.srv, r.stderr
-	base, token := r.match[1], r.match[2]
+	base, signInCode, token := r.match[1], r.match[2], r.match[3]
+	if strings.Contains(r.stdout.String(), "token="+token) || strings.Contains(r.stdout.String(), "/?token") {
+		t.Fatalf("the token is printed in a URL:\n%s", r.stdout.String())
+	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -126,6 +129,21 @@ func TestServe(t *testing.T) {
 	}
 	if code, _ := do("GET", "/", "", ""); code != http.StatusSeeOther {
 		t.Fatalf("/ without the token: %d", code)
+	}
+	// The printed link signs one browser in, once.
+	for i, wantCookie := range []bool{true, false} {
+		req, err := http.NewRequestWithContext(t.Context(), "GET", base+"/?code="+signInCode, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := len(resp.Cookies()) > 0; got != wantCookie || resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("sign-in link, use %d: %d, cookies %v", i+1, resp.StatusCode, resp.Header.Values("Set-Cookie"))
+		}
 	}
 	if code, _ := do("POST", "/api/session", `{"channel":"demo"}`, "not-the-token"); code != http.StatusUnauthorized {
 		t.Fatalf("session with a wrong token: %d", code)
@@ -165,8 +183,8 @@ func TestServeToken(t *testing.T) {
 	if tok, gen, err := f.token(env); err != nil || gen || tok != "from-the-environment" {
 		t.Fatalf("env token: %q %v %v", tok, gen, err)
 	}
-	f = serveFlags{auth: "from-the-flag-1"}
-	if tok, gen, err := f.token(env); err != nil || gen || tok != "from-the-flag-1" {
+	f = serveFlags{auth: "from-the-flag-123"}
+	if tok, gen, err := f.token(env); err != nil || gen || tok != "from-the-flag-123" {
 		t.Fatalf("flag token: %q %v %v", tok, gen, err)
 	}
 	f = serveFlags{noAuth: true}
@@ -181,6 +199,10 @@ func TestServeToken(t *testing.T) {
 	}
 	if _, _, err := (&serveFlags{auth: "short"}).token(env); !errors.Is(err, ErrUsage) {
 		t.Fatalf("short token: %v", err)
+	}
+	// 15 characters are too few; the message points at the generated token.
+	if _, _, err := (&serveFlags{auth: "fifteen-chars15"}).token(env); !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "generated") {
+		t.Fatalf("15-character token: %v", err)
 	}
 }
 
@@ -232,6 +254,9 @@ func TestServeTLS(t *testing.T) {
 	}
 	if resp.StatusCode != http.StatusSeeOther || !secure {
 		t.Fatalf("sign-in: %d, cookies %v", resp.StatusCode, resp.Header.Values("Set-Cookie"))
+	}
+	if !strings.HasPrefix(resp.Header.Get("Strict-Transport-Security"), "max-age=") {
+		t.Errorf("no HSTS over HTTPS: %q", resp.Header.Get("Strict-Transport-Security"))
 	}
 	// Plain HTTP on the same port is refused.
 	plain := &http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Second}
