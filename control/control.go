@@ -13,6 +13,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/kinesisvideo"
 	"github.com/aws/smithy-go/middleware"
@@ -20,6 +21,11 @@ import (
 
 	"github.com/kvsrtc/kvsrtc/sigv4"
 )
+
+// DefaultRequestTimeout is Config.RequestTimeout's default. The control
+// plane answers within a second; a request that times out is not retried
+// by the SDK (the caller's retry policy decides).
+const DefaultRequestTimeout = 10 * time.Second
 
 // STUNNone as Config.STUNURL leaves the conventional STUN server out of
 // ICE configurations.
@@ -45,8 +51,13 @@ type Config struct {
 	// (environment, shared files, SSO, container and instance roles).
 	Credentials aws.CredentialsProvider
 	// HTTPClient is used for every call. Nil: the SDK's default client,
-	// which honours AWS_CA_BUNDLE.
+	// which honours AWS_CA_BUNDLE, with RequestTimeout.
 	HTTPClient *http.Client
+	// RequestTimeout bounds each HTTP request of the default client
+	// (connect, TLS, answer), so that a service that accepts connections
+	// but never answers fails with ErrUnreachable instead of hanging.
+	// 0: DefaultRequestTimeout. Ignored with HTTPClient.
+	RequestTimeout time.Duration
 	// STUNURL is the STUN server put first in every ICE configuration.
 	// Empty: stun:stun.kinesisvideo.{region}.amazonaws.com:443 (the
 	// convention of the official clients); STUNNone ("-"): none.
@@ -93,6 +104,12 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	if cfg.HTTPClient != nil {
 		opts = append(opts, config.WithHTTPClient(cfg.HTTPClient))
+	} else {
+		rt := cfg.RequestTimeout
+		if rt <= 0 {
+			rt = DefaultRequestTimeout
+		}
+		opts = append(opts, config.WithHTTPClient(awshttp.NewBuildableClient().WithTimeout(rt)))
 	}
 	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
@@ -146,6 +163,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		}
 		o.HTTPSignerV4 = skewSigner{c}
 		o.APIOptions = append(o.APIOptions, c.addDateObserver)
+		if r, ok := o.Retryer.(aws.RetryerV2); ok {
+			o.Retryer = noTimeoutRetry{r}
+		}
 	})
 	return c, nil
 }
@@ -251,4 +271,16 @@ func (c *Client) retrySkew(call func() error) error {
 		err = call()
 	}
 	return err
+}
+
+// noTimeoutRetry does not retry a request that timed out: each one already
+// waited RequestTimeout, and the caller's retry policy decides.
+type noTimeoutRetry struct{ aws.RetryerV2 }
+
+func (r noTimeoutRetry) IsErrorRetryable(err error) bool {
+	var te interface{ Timeout() bool }
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &te) && te.Timeout()) {
+		return false
+	}
+	return r.RetryerV2.IsErrorRetryable(err)
 }

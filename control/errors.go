@@ -10,6 +10,7 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/smithy-go"
 
+	"github.com/kvsrtc/kvsrtc/internal/netdiag"
 	"github.com/kvsrtc/kvsrtc/kvsproto"
 )
 
@@ -44,7 +45,28 @@ var (
 	// ErrBadResponse: the service answered with something this package
 	// cannot use (missing endpoints, undecodable JSON).
 	ErrBadResponse = errors.New("control: unusable response from the service")
+	// ErrUnreachable: the request got no answer at all: the endpoint's
+	// host name did not resolve, nothing listened, the TLS handshake or a
+	// proxy failed, or it timed out. The error is an *UnreachableError
+	// that names the endpoint, what failed and the fix.
+	ErrUnreachable = errors.New("control: service unreachable")
 )
+
+// UnreachableError is a request that got no answer from the control plane
+// (or STS): its Endpoint, what failed (Failure: "dns", "proxy", "refused",
+// "dial", "tls-unknown-ca", "tls-name-mismatch", "tls", "closed",
+// "timeout") and, from Advice, what to do. It unwraps to ErrUnreachable and
+// to the underlying error. package signaling's UnreachableError is the
+// same type (unwrapping to signaling.ErrUnreachable).
+type UnreachableError = netdiag.Error
+
+// Unreachable returns err as an *UnreachableError when it is a failure to
+// reach a service (no answer at all), else nil. service names the service
+// in the message ("KVS control plane", "STS"); endpoint "" is taken from
+// the request URL in err.
+func Unreachable(err error, service, op, endpoint string) *UnreachableError {
+	return netdiag.Wrap(err, ErrUnreachable, "control: ", netdiag.Service(service), op, endpoint)
+}
 
 // APIError is an error answer of the KVS service in the AWS error model.
 // It unwraps to the sentinel that describes it (ErrChannelNotFound,
@@ -163,6 +185,9 @@ func wrapSDKError(op string, err error) error {
 	}
 	var ae smithy.APIError
 	if !errors.As(err, &ae) {
+		if ue := Unreachable(err, string(netdiag.ServiceControl), op, ""); ue != nil {
+			return ue
+		}
 		return fmt.Errorf("control: %s: %w", op, err)
 	}
 	e := &APIError{Op: op, Code: ae.ErrorCode(), Message: ae.ErrorMessage(), cause: err}

@@ -162,6 +162,9 @@ func (c *Client) postJSON(ctx context.Context, op, target string, body []byte, o
 	}
 	resp, err := c.httpc.Do(req)
 	if err != nil {
+		if ue := Unreachable(err, "KVS signaling endpoint", op, ""); ue != nil {
+			return ue
+		}
 		return fmt.Errorf("control: %s: %w", op, err)
 	}
 	defer resp.Body.Close()

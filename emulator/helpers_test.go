@@ -55,6 +55,7 @@ func runHelperServer() int {
 		DataDir:       os.Getenv("KVSRTC_HELPER_DATADIR"),
 		DisableQuotas: os.Getenv("KVSRTC_HELPER_NOQUOTAS") == "1",
 		TURNDisabled:  true,
+		AdminToken:    os.Getenv(emulator.AdminTokenEnv),
 	}
 	lvl := slog.LevelWarn
 	if os.Getenv("KVSRTC_HELPER_DEBUG") == "1" {

@@ -2,10 +2,13 @@ package emulator_test
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,9 +49,81 @@ func TestPersistAcrossRestart(t *testing.T) {
 	// No temporary files are left behind.
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
-		if e.Name() != "channels.json" {
+		if e.Name() != "channels.json" && e.Name() != emulator.LockFileName {
 			t.Errorf("unexpected file %s in the data dir", e.Name())
 		}
+	}
+}
+
+// TestDataDirLocked checks that a second Server on the same data dir is
+// refused with the holder's pid and URL, and that Close frees the dir.
+func TestDataDirLocked(t *testing.T) {
+	dir := t.TempDir()
+	srv := start(t, emulator.Config{DataDir: dir, TURNDisabled: true})
+	srv2, err := emulator.Start(t.Context(), emulator.Config{DataDir: dir, TURNDisabled: true})
+	if err == nil {
+		srv2.Close()
+		t.Fatal("a second service started on a data dir in use")
+	}
+	var inUse *emulator.DataDirInUseError
+	if !errors.Is(err, emulator.ErrDataDirInUse) || !errors.As(err, &inUse) {
+		t.Fatalf("error %v is not ErrDataDirInUse", err)
+	}
+	if inUse.PID != os.Getpid() || inUse.URL != srv.URL() {
+		t.Fatalf("holder %+v, want pid %d url %s", inUse, os.Getpid(), srv.URL())
+	}
+	for _, want := range []string{strconv.Itoa(os.Getpid()), srv.URL(), "--data-dir"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("message %q does not name %q", err, want)
+		}
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	srv3 := start(t, emulator.Config{DataDir: dir, TURNDisabled: true})
+	if err := srv3.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDataDirLockedAcrossProcesses checks the lock against a service in a
+// child process, and that the kernel frees it when that process is killed.
+func TestDataDirLockedAcrossProcesses(t *testing.T) {
+	dir := t.TempDir()
+	h := startHelper(t, dir, false)
+	_, err := emulator.Start(t.Context(), emulator.Config{DataDir: dir, TURNDisabled: true})
+	var inUse *emulator.DataDirInUseError
+	if !errors.As(err, &inUse) || inUse.PID != h.cmd.Process.Pid || inUse.URL != h.URL {
+		t.Fatalf("second start: %v (%+v), want held by pid %d at %s", err, inUse, h.cmd.Process.Pid, h.URL)
+	}
+	h.Kill()
+	srv := start(t, emulator.Config{DataDir: dir, TURNDisabled: true})
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStaleTempFilesRemoved checks that temporary files left by a write
+// interrupted with kill -9 are removed at start, and nothing else.
+func TestStaleTempFilesRemoved(t *testing.T) {
+	dir := t.TempDir()
+	stale := []string{".channels.json.tmp123456", ".cert.pem.tmp42", ".key.pem.tmp7"}
+	for _, n := range append(stale, "notes.txt") {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := start(t, emulator.Config{DataDir: dir, TURNDisabled: true, Channels: []string{"c"}})
+	for _, n := range stale {
+		if _, err := os.Stat(filepath.Join(dir, n)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s still there after start (%v)", n, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "notes.txt")); err != nil {
+		t.Errorf("a file that is not ours was touched: %v", err)
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -71,6 +71,8 @@ type store struct {
 	byARN       map[string]*channel
 	lastMillis  map[string]int64 // per name: the newest creation time ever used
 	path        string           // "" = memory only
+	lock        *dirLock         // held while the store uses a data dir
+	staleTemps  []string         // interrupted writes removed at start
 	region      string
 	account     string
 	maxChannels int
@@ -94,29 +96,49 @@ func newStore(dataDir, region, account string) (*store, error) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("emulator: data dir: %w", err)
 	}
+	lock, err := lockDataDir(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.load(dataDir); err != nil {
+		lock.release()
+		return nil, err
+	}
+	s.lock = lock
+	return s, nil
+}
+
+// load removes stale temporary files from dataDir and reads its channel
+// file; the caller holds the directory's lock.
+func (s *store) load(dataDir string) error {
+	removed, err := removeStaleTemps(dataDir)
+	if err != nil {
+		return fmt.Errorf("emulator: removing temporary files of an interrupted write in %s: %w", dataDir, err)
+	}
+	s.staleTemps = removed
 	s.path = filepath.Join(dataDir, "channels.json")
 	raw, err := os.ReadFile(s.path)
 	if errors.Is(err, os.ErrNotExist) {
-		return s, nil
+		return nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("emulator: reading channels: %w", err)
+		return fmt.Errorf("emulator: reading channels: %w", err)
 	}
 	var f storeFile
 	if err := json.Unmarshal(raw, &f); err != nil {
-		return nil, fmt.Errorf("emulator: %s is not a valid channel file (%v); move it away to start empty", s.path, err)
+		return fmt.Errorf("emulator: %s is not a valid channel file (%v); move it away to start empty", s.path, err)
 	}
 	if f.FormatVersion != storeFormatVersion {
-		return nil, fmt.Errorf("emulator: %s has format version %d, want %d", s.path, f.FormatVersion, storeFormatVersion)
+		return fmt.Errorf("emulator: %s has format version %d, want %d", s.path, f.FormatVersion, storeFormatVersion)
 	}
 	for _, c := range f.Channels {
 		a, err := kvsproto.ParseChannelARN(c.ARN)
 		if err != nil || a.Name != c.Name || c.Version == "" {
-			return nil, fmt.Errorf("emulator: %s: bad channel entry %q (%v)", s.path, c.Name, err)
+			return fmt.Errorf("emulator: %s: bad channel entry %q (%v)", s.path, c.Name, err)
 		}
-		if a.Region != region || a.Account != account {
-			return nil, fmt.Errorf("emulator: %s: channel %s belongs to region %s account %s, but the service runs as region %s account %s; use the same --region/--account or another --data-dir",
-				s.path, c.Name, a.Region, a.Account, region, account)
+		if a.Region != s.region || a.Account != s.account {
+			return fmt.Errorf("emulator: %s: channel %s belongs to region %s account %s, but the service runs as region %s account %s; use the same --region/--account or another --data-dir",
+				s.path, c.Name, a.Region, a.Account, s.region, s.account)
 		}
 		if c.TTLSeconds == 0 {
 			c.TTLSeconds = kvsproto.DefaultMessageTTLSeconds
@@ -125,7 +147,19 @@ func newStore(dataDir, region, account string) (*store, error) {
 		s.byARN[c.ARN] = c
 		s.lastMillis[c.Name] = c.CreationMillis
 	}
-	return s, nil
+	return nil
+}
+
+// setURL records the service's URL in the data directory's lock file.
+func (s *store) setURL(url string) {
+	if s.lock != nil {
+		_ = s.lock.write(url)
+	}
+}
+
+// close releases the data directory.
+func (s *store) close() {
+	s.lock.release()
 }
 
 // persist writes the channel file; the caller holds s.mu.

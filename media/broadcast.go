@@ -32,9 +32,13 @@ type BroadcasterConfig struct {
 	MaxGOPFrames int
 	MaxGOPBytes  int
 
-	// CatchUpFrameDuration is the RTP time given to each cached frame sent
-	// to a joining viewer (all but the last), so its decoder runs through
-	// the GOP at once and shows the current picture. Default 1 ms.
+	// CatchUpFrameDuration is the RTP time given to each cached frame (all
+	// but the last) resent through [Subscription.RequestKeyframe], so the
+	// subscriber's decoder runs through the GOP at once and its RTP clock
+	// stays in step with the live source. Default 1 ms. It does not apply
+	// to the GOP a new subscriber gets: those frames keep the source's
+	// frame spacing, since they are the start of that subscriber's stream
+	// (a recording of it must not start in fast-forward).
 	CatchUpFrameDuration time.Duration
 
 	// KeyframeRequestInterval is the least time between two GOP resends to
@@ -48,9 +52,12 @@ type BroadcasterConfig struct {
 //
 // For video it caches the current GOP: every sample since the last
 // keyframe (which for H.264 carries SPS and PPS). A new subscriber first
-// gets that GOP, as fast as possible with small increasing timestamps,
-// then the live samples, so it starts on a keyframe and shows the current
-// picture at once. A subscriber never gets a delta frame before a keyframe.
+// gets that GOP, all at once but with the source's frame spacing in its
+// RTP timestamps, then the live samples, so it starts on a keyframe and
+// its stream has the source's timing from the first frame. A resend after
+// a keyframe request is compressed instead (see
+// BroadcasterConfig.CatchUpFrameDuration). A subscriber never gets a
+// delta frame before a keyframe.
 // Audio is passed through without caching.
 //
 // Writes happen on the Run goroutine (and in Subscribe / RequestKeyframe
@@ -164,7 +171,7 @@ func (b *Broadcaster) Publish(s Sample) {
 	for _, sub := range b.subs {
 		if sub.resync {
 			sub.resync = false
-			if !s.Keyframe && b.sendGOPLocked(sub) {
+			if !s.Keyframe && b.sendGOPLocked(sub, b.catchUp) {
 				continue // the cached GOP ends with this sample
 			}
 		}
@@ -203,16 +210,17 @@ func (b *Broadcaster) cache(s Sample) {
 	b.gopBytes += len(s.Data)
 }
 
-// sendGOPLocked writes the cached GOP to sub with catch-up timing: every
-// sample but the last gets CatchUpFrameDuration. It reports whether there
-// was a GOP to send.
-func (b *Broadcaster) sendGOPLocked(sub *Subscription) bool {
+// sendGOPLocked writes the cached GOP to sub. With catchUp > 0 every
+// sample but the last gets that duration (a resend); with 0 every sample
+// keeps its own, so the RTP timestamps keep the source's frame spacing (a
+// join). It reports whether there was a GOP to send.
+func (b *Broadcaster) sendGOPLocked(sub *Subscription, catchUp time.Duration) bool {
 	if len(b.gop) == 0 {
 		return false
 	}
 	for i, s := range b.gop {
-		if i < len(b.gop)-1 {
-			s.Duration = b.catchUp
+		if catchUp > 0 && i < len(b.gop)-1 {
+			s.Duration = catchUp
 		}
 		sub.write(s)
 	}
@@ -230,7 +238,7 @@ func (b *Broadcaster) Subscribe(w SampleWriter) *Subscription {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.video {
-		b.sendGOPLocked(sub)
+		b.sendGOPLocked(sub, 0)
 		sub.lastReq = time.Now()
 	}
 	b.subs = append(b.subs, sub)

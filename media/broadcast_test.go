@@ -117,16 +117,13 @@ func TestBroadcasterLateSubscriber(t *testing.T) {
 	late := &recorder{codec: rtc.CodecH264}
 	sub := b.Subscribe(late)
 	got := late.get()
-	// The GOP started at frame 30: 15 frames, sent at once.
+	// The GOP started at frame 30: 15 frames, sent at once but with the
+	// source's durations, which become the RTP timestamp steps.
 	if len(got) != 15 || late.bad != "" {
 		t.Fatalf("late subscriber got %d cached samples (%s), want 15", len(got), late.bad)
 	}
 	for i, s := range got {
-		want := time.Millisecond
-		if i == len(got)-1 {
-			want = ss[44].Duration
-		}
-		if s.Duration != want {
+		if want := ss[30+i].Duration; s.Duration != want || want <= 0 {
 			t.Errorf("cached sample %d duration %v, want %v", i, s.Duration, want)
 		}
 		if &s.Data[0] != &ss[30+i].Data[0] {

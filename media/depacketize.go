@@ -25,6 +25,9 @@ type Frame struct {
 	// Keyframe: H.264 IDR with known SPS/PPS, VP8 key frame, every Opus packet.
 	Keyframe bool
 
+	// SSRC is the RTP stream's SSRC, set by [Receiver] if its track has
+	// one (a new SSRC means a new stream, whose PTS start again at 0).
+	SSRC         uint32
 	RTPTimestamp uint32
 	// PTS is the media time since the track's first frame, from the
 	// unwrapped RTP timestamps.
@@ -33,6 +36,10 @@ type Frame struct {
 	Duration time.Duration
 	// Arrival is when the frame was completed; set by [Receiver].
 	Arrival time.Time
+	// SenderTime is the sender's wall-clock time of the frame, from the
+	// track's latest RTCP sender report (see [Receiver.HandleRTCP]); zero
+	// until one has arrived. It relates the tracks of one sender.
+	SenderTime time.Time
 
 	// Width and Height are set on video keyframes (from the SPS or the VP8
 	// key frame header) and 0 otherwise.

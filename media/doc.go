@@ -8,9 +8,10 @@
 //     Annex-B, VP8 in IVF, Opus in Ogg; looped by default) and live H.264
 //     Annex-B streams such as stdin ([NewH264Stream]).
 //   - A [Broadcaster] fans one Source out to many viewer tracks. It keeps the
-//     current GOP so a viewer that joins late starts on a keyframe and shows
-//     a picture at once, and never sends a viewer a delta frame before its
-//     first keyframe.
+//     current GOP so a viewer that joins late starts on a keyframe (the GOP
+//     is sent at once, with the source's frame spacing in its RTP
+//     timestamps), and never sends a viewer a delta frame before its first
+//     keyframe.
 //
 // For example, a test-pattern relay:
 //
@@ -45,6 +46,11 @@
 //		return err
 //	}
 //	err = r.Run(ctx) // returns when the track ends
+//
+// Recordings take their times from the RTP timestamps. To line audio up
+// with video by the sender's clock, pass each track's RTCP (from its
+// *webrtc.RTPReceiver's ReadRTCP) to [Receiver.HandleRTCP]; without it
+// the tracks are aligned by arrival time.
 //
 // Bitstream helpers ([ParseSPS], [AnnexBNALs], [AnnexBToAVC],
 // [VP8FrameSize], [OpusPacketDuration]) are exported for tools and tests.

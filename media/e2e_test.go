@@ -4,16 +4,20 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
+	pmedia "github.com/pion/webrtc/v4/pkg/media"
 	"go.uber.org/goleak"
 
 	"github.com/kvsrtc/kvsrtc/media/testsrc"
@@ -84,7 +88,7 @@ func connectedSignal(pc *webrtc.PeerConnection) <-chan struct{} {
 
 // connect negotiates: the viewer offers recvonly video+audio, the master
 // answers with its tracks, ICE candidates trickle both ways.
-func connect(ctx context.Context, t *testing.T, video rtc.Codec, masterTracks []webrtc.TrackLocal) (*peerPair, []*webrtc.RTPSender, <-chan *webrtc.TrackRemote) {
+func connect(ctx context.Context, t *testing.T, video rtc.Codec, masterTracks []webrtc.TrackLocal) (*peerPair, []*webrtc.RTPSender, <-chan remoteTrack) {
 	t.Helper()
 	viewer, err := newAPI(t, video).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
@@ -105,10 +109,10 @@ func connect(ctx context.Context, t *testing.T, video rtc.Codec, masterTracks []
 			t.Fatal(err)
 		}
 	}
-	tracks := make(chan *webrtc.TrackRemote, 2)
-	viewer.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	tracks := make(chan remoteTrack, 2)
+	viewer.OnTrack(func(tr *webrtc.TrackRemote, rr *webrtc.RTPReceiver) {
 		select {
-		case tracks <- tr:
+		case tracks <- remoteTrack{tr, rr}:
 		default:
 		}
 	})
@@ -234,24 +238,83 @@ func checkProbe(t *testing.T, path, videoCodec string, audio bool, minDur float6
 	}
 }
 
+// remoteTrack is a track the viewer got, with its receiver (for RTCP).
+type remoteTrack struct {
+	track    *webrtc.TrackRemote
+	receiver *webrtc.RTPReceiver
+}
+
+// firstSample passes samples on to a track and remembers the wall-clock
+// due time (Sample.Timestamp) of the first one it was given.
+type firstSample struct {
+	w     SampleWriter
+	mu    sync.Mutex
+	first time.Time
+}
+
+func (f *firstSample) WriteSample(s pmedia.Sample) error {
+	f.mu.Lock()
+	if f.first.IsZero() {
+		f.first = s.Timestamp
+	}
+	f.mu.Unlock()
+	return f.w.WriteSample(s)
+}
+
+func (f *firstSample) get() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.first
+}
+
+// logCapture is a slog handler keeping the messages logged.
+type logCapture struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (l *logCapture) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logCapture) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.msgs = append(l.msgs, r.Message)
+	return nil
+}
+func (l *logCapture) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logCapture) WithGroup(string) slog.Handler      { return l }
+func (l *logCapture) has(sub string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range l.msgs {
+		if strings.Contains(m, sub) {
+			return true
+		}
+	}
+	return false
+}
+
 // TestEndToEnd sends the test pattern and tone from a master through pion
-// over loopback to a viewer that records them, for both codecs.
+// over loopback to a viewer that records them, for both codecs. The viewer
+// joins mid-GOP, so the recording starts with the cached GOP; the H.264
+// viewer passes RTCP sender reports to its receivers, the VP8 one does
+// not, so the audio is aligned once by sender reports and once by arrival.
 func TestEndToEnd(t *testing.T) {
 	for _, tc := range []struct {
 		video     rtc.Codec
 		file, raw string
 		probeName string
+		sr        bool
 	}{
-		{rtc.CodecH264, "out.mkv", "out.h264", "h264"},
-		{rtc.CodecVP8, "out.webm", "out.ivf", "vp8"},
+		{rtc.CodecH264, "out.mkv", "out.h264", "h264", true},
+		{rtc.CodecVP8, "out.webm", "out.ivf", "vp8", false},
 	} {
 		t.Run(tc.video.String(), func(t *testing.T) {
-			endToEnd(t, tc.video, tc.file, tc.raw, tc.probeName)
+			endToEnd(t, tc.video, tc.file, tc.raw, tc.probeName, tc.sr)
 		})
 	}
 }
 
-func endToEnd(t *testing.T, video rtc.Codec, file, rawName, probeName string) {
+func endToEnd(t *testing.T, video rtc.Codec, file, rawName, probeName string, senderReports bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	dir := t.TempDir()
@@ -295,8 +358,10 @@ func endToEnd(t *testing.T, video rtc.Codec, file, rawName, probeName string) {
 	// Subscribe once connected; forward PLIs to the subscription.
 	var subs []*Subscription
 	var rtcpWG sync.WaitGroup
+	firstSent := make([]*firstSample, len(bcast))
 	for i, b := range bcast {
-		sub := b.Subscribe(localTracks[i])
+		firstSent[i] = &firstSample{w: localTracks[i]}
+		sub := b.Subscribe(firstSent[i])
 		subs = append(subs, sub)
 		sender := senders[i]
 		rtcpWG.Go(func() {
@@ -316,7 +381,8 @@ func endToEnd(t *testing.T, video rtc.Codec, file, rawName, probeName string) {
 	subscribed := time.Now()
 
 	// Viewer: record both tracks into one file, video also raw.
-	rec, err := CreateMatroskaFile(filepath.Join(dir, file), MatroskaConfig{Video: video, Audio: true})
+	recLog := &logCapture{}
+	rec, err := CreateMatroskaFile(filepath.Join(dir, file), MatroskaConfig{Video: video, Audio: true, Logger: slog.New(recLog)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,12 +400,13 @@ func endToEnd(t *testing.T, video rtc.Codec, file, rawName, probeName string) {
 	var receivers []*Receiver
 	var firsts []*firstFrame
 	for range 2 {
-		var tr *webrtc.TrackRemote
+		var rt remoteTrack
 		select {
-		case tr = <-remoteTracks:
+		case rt = <-remoteTracks:
 		case <-ctx.Done():
 			t.Fatal("no remote track")
 		}
+		tr := rt.track
 		ff := &firstFrame{}
 		sinks := []Sink{ff, rec}
 		if tr.Kind() == webrtc.RTPCodecTypeVideo {
@@ -353,6 +420,18 @@ func endToEnd(t *testing.T, video rtc.Codec, file, rawName, probeName string) {
 		}
 		receivers = append(receivers, r)
 		firsts = append(firsts, ff)
+		// Read RTCP so the interceptors run; pass it on if asked to.
+		rwg.Go(func() {
+			for {
+				pkts, _, err := rt.receiver.ReadRTCP()
+				if err != nil {
+					return
+				}
+				if senderReports {
+					r.HandleRTCP(pkts)
+				}
+			}
+		})
 		rwg.Go(func() {
 			if err := r.Run(ctx); err != nil {
 				t.Errorf("receiver %s: %v", r.Codec(), err)
@@ -378,7 +457,7 @@ func endToEnd(t *testing.T, video rtc.Codec, file, rawName, probeName string) {
 	if wait := time.Since(subscribed); wait > 2*time.Second {
 		t.Errorf("first keyframe %v after subscribing", wait)
 	}
-	time.Sleep(1500 * time.Millisecond)
+	time.Sleep(SyncHold + time.Second)
 	st := videoRx.Stats()
 
 	// Tear down: the viewer closes, its tracks end, Run returns nil.
@@ -411,6 +490,26 @@ func endToEnd(t *testing.T, video rtc.Codec, file, rawName, probeName string) {
 	}
 	t.Logf("video: %d frames, %.1f fps, %.0f kbit/s, %d dropped packets", st.Frames, st.FPS, st.Bitrate/1000, st.DroppedPackets)
 
+	// The recording keeps the source's timing from the first frame on,
+	// including the cached GOP the viewer got at once when it joined.
+	checkSpacing(t, filepath.Join(dir, file), "v", 0.025, 0.042, 30)
+	vpts := framePTS(t, filepath.Join(dir, file), "v")
+	apts := checkSpacing(t, filepath.Join(dir, file), "a", 0.015, 0.025, 50)
+	// A/V sync: the first recorded audio packet was due (wall clock at the
+	// master) this long after the first recorded video frame, the GOP's
+	// keyframe, which was older than the audio when the viewer joined.
+	wantAV := firstSent[1].get().Sub(firstSent[0].get()).Seconds()
+	gotAV := apts[0] - vpts[0]
+	t.Logf("audio starts %.3f s after the video in the recording; the master sent it %.3f s later", gotAV, wantAV)
+	if math.Abs(gotAV-wantAV) > 0.08 {
+		t.Errorf("audio starts %.3f s after the video, want %.3f s (± 80 ms)", gotAV, wantAV)
+	}
+	if how := "aligned by RTCP sender reports"; senderReports != recLog.has(how) {
+		t.Errorf("recording %q: %v, want %v (log: %q)", how, !senderReports, senderReports, recLog.msgs)
+	}
+	if video == rtc.CodecVP8 {
+		checkSpacing(t, filepath.Join(dir, rawName), "v", 0.025, 0.042, 30)
+	}
 	checkProbe(t, filepath.Join(dir, file), probeName, true, 1.0)
 	decodes(t, filepath.Join(dir, file))
 	checkProbe(t, filepath.Join(dir, rawName), probeName, false, 0)

@@ -69,9 +69,24 @@ func (c MatroskaConfig) validate() error {
 //
 // Recording starts at the first video keyframe (its SPS/PPS become the
 // avcC CodecPrivate for H.264); earlier frames, and audio before it, are
-// dropped. Track times come from the RTP timestamps, and the audio track
-// is aligned to the video by arrival time. Close finalises the file: on a
-// seekable output (a file) it writes the duration and a Cues index.
+// dropped. Block times are the media's own: each frame's PTS (from its
+// unwrapped RTP timestamps) relative to the first recorded frame, so a
+// GOP that arrives in one burst keeps its frame spacing. H.264 frames are
+// written in decode order with their presentation times (with B-frames
+// these go back and forth, as Matroska allows).
+//
+// The audio track is placed on the video's timeline by the sender's
+// clock when both tracks' frames carry [Frame.SenderTime] (from RTCP
+// sender reports) within the first [SyncHold] of audio; otherwise by
+// arrival, taking for each track the earliest arrival relative to its
+// media time (a burst of old frames arrives early for its media time, so
+// its first frame's arrival would misplace the audio by the burst's
+// length). Audio is held back until that choice is made. Frames of a new
+// RTP stream (a new [Frame.SSRC], as after a viewer reconnects, whose
+// times start again at 0) continue the recording after what was written
+// and the time without video, from a keyframe. Close finalises
+// the file: on a seekable output (a file) it writes the duration and a
+// Cues index.
 type MatroskaWriter struct {
 	cfg MatroskaConfig
 	log *slog.Logger
@@ -83,14 +98,51 @@ type MatroskaWriter struct {
 	audio     mkvcore.BlockWriter
 	started   bool
 	closed    bool
-	t0        time.Time // arrival of the first recorded frame
-	videoBase time.Duration
-	audioBase time.Duration
-	audioOff  time.Duration
-	audioSet  bool
-	lastVideo int64
+	videoT    trackTiming
+	audioT    trackTiming
+	audioSet  bool    // audioT.off is decided
+	pending   []Frame // audio held until audioT.off is decided
+	lastVideo int64   // block time of the latest video frame, ms
+	maxVideo  int64   // latest video block time, ms
 	lastAudio int64
 	dropped   int
+}
+
+// SyncHold is how long (in audio arrival time) a [MatroskaWriter] holds
+// the audio of a recording with video back while it waits for RTCP sender
+// reports of both tracks to align them; after that it aligns by arrival.
+const SyncHold = 1500 * time.Millisecond
+
+// trackTiming maps the media time of one RTP stream (one SSRC) of a track
+// to wall-clock time and to the recording's timeline. A viewer that
+// reconnects gets new RTP streams, whose times start again at 0: each
+// starts a new trackTiming, placed after what was already recorded.
+type trackTiming struct {
+	set     bool
+	ssrc    uint32
+	base    time.Duration // PTS of the stream's first recorded frame
+	off     time.Duration // recording time of PTS base
+	first   time.Time     // arrival of that frame
+	last    time.Time     // arrival of the latest frame
+	arrival time.Time     // earliest arrival minus media time since base
+	sender  time.Time     // sender's time of media time base (zero without SR)
+}
+
+// observe updates the mapping with f (whose Arrival is set) and returns
+// f's media time since the stream's first frame.
+func (t *trackTiming) observe(f Frame) time.Duration {
+	if !t.set {
+		t.set, t.ssrc, t.base, t.first = true, f.SSRC, f.PTS, f.Arrival
+	}
+	rel := f.PTS - t.base
+	if a := f.Arrival.Add(-rel); t.arrival.IsZero() || a.Before(t.arrival) {
+		t.arrival = a
+	}
+	if !f.SenderTime.IsZero() {
+		t.sender = f.SenderTime.Add(-rel)
+	}
+	t.last = f.Arrival
+	return rel
 }
 
 // matroskaOut sits between ebml-go and the real writer: ebml-go cannot
@@ -280,7 +332,11 @@ func (m *MatroskaWriter) startLocked(f Frame) (bool, error) {
 	if m.cfg.WebM {
 		docType = "webm"
 	}
-	sorter, err := mkvcore.NewMultiTrackBlockSorter(mkvcore.WithMaxDelayedPackets(16), mkvcore.WithSortRule(mkvcore.BlockSorterDropOutdated))
+	// The sorter interleaves the tracks by block time, keeping each
+	// track's own order: H.264 with B-frames comes in decode order with
+	// presentation times, which must be written as they are, not dropped
+	// as outdated. It holds up to 2 s of video while audio is held back.
+	sorter, err := mkvcore.NewMultiTrackBlockSorter(mkvcore.WithMaxDelayedPackets(64), mkvcore.WithSortRule(mkvcore.BlockSorterWriteOutdated))
 	if err != nil {
 		return false, err
 	}
@@ -321,10 +377,6 @@ func (m *MatroskaWriter) startLocked(f Frame) (bool, error) {
 		m.audio = ws[audioNum-1]
 	}
 	m.started = true
-	m.t0 = f.Arrival
-	if m.t0.IsZero() {
-		m.t0 = time.Now()
-	}
 	return true, nil
 }
 
@@ -337,6 +389,9 @@ func (m *MatroskaWriter) WriteFrame(f Frame) error {
 	}
 	if err := m.out.error(); err != nil {
 		return fmt.Errorf("media: recording: %w", err)
+	}
+	if f.Arrival.IsZero() {
+		f.Arrival = time.Now()
 	}
 	if f.Codec == rtc.CodecOpus {
 		if !m.cfg.Audio {
@@ -361,12 +416,29 @@ func (m *MatroskaWriter) writeVideoLocked(f Frame) error {
 			m.dropped++
 			return err
 		}
-		m.videoBase = f.PTS
 		m.log.Debug("media: recording started", "codec", f.Codec.String(), "dropped_before", m.dropped)
+	} else if m.videoT.set && f.SSRC != m.videoT.ssrc {
+		// A new RTP stream (the viewer reconnected): it starts at a
+		// keyframe, after what was recorded and the time without video.
+		if !f.Keyframe {
+			m.dropped++
+			return nil
+		}
+		off := time.Duration(m.maxVideo)*time.Millisecond + max(f.Arrival.Sub(m.videoT.last), time.Second/30)
+		m.log.Debug("media: recording: new video stream", "ssrc", f.SSRC, "at", off)
+		m.videoT = trackTiming{off: off}
+		// Line the audio up again, with this stream.
+		if err := m.newAudioStreamLocked(); err != nil {
+			return err
+		}
 	}
-	ms := (f.PTS - m.videoBase).Milliseconds()
-	ms = max(ms, m.lastVideo)
-	m.lastVideo = ms
+	ms := max((m.videoT.off + m.videoT.observe(f)).Milliseconds(), 0)
+	if m.cfg.Video != rtc.CodecH264 {
+		// VP8 has no reordering: keep the blocks in time order even if
+		// the RTP timestamps jump back. (H.264 times may go back: B-frames.)
+		ms = max(ms, m.lastVideo)
+	}
+	m.lastVideo, m.maxVideo = ms, max(m.maxVideo, ms)
 	data := f.Data
 	if m.cfg.Video == rtc.CodecH264 {
 		data = AnnexBToAVC(make([]byte, 0, len(f.Data)+16), f.Data)
@@ -383,16 +455,68 @@ func (m *MatroskaWriter) writeAudioLocked(f Frame) error {
 		if _, err := m.startLocked(f); err != nil {
 			return err
 		}
-	}
-	if !m.audioSet {
-		at := f.Arrival
-		if at.IsZero() {
-			at = time.Now()
+		m.audioSet = true // audio only: its first frame is time 0
+	} else if m.audioT.set && f.SSRC != m.audioT.ssrc {
+		if m.cfg.Video == "" {
+			// Audio only: the new stream follows what was recorded.
+			off := time.Duration(m.lastAudio)*time.Millisecond + max(f.Arrival.Sub(m.audioT.last), 20*time.Millisecond)
+			m.audioT = trackTiming{off: off}
+		} else if err := m.newAudioStreamLocked(); err != nil {
+			return err
 		}
-		m.audioBase, m.audioOff, m.audioSet = f.PTS, max(at.Sub(m.t0), 0), true
 	}
-	ms := (m.audioOff + f.PTS - m.audioBase).Milliseconds()
-	ms = max(ms, m.lastAudio)
+	m.audioT.observe(f)
+	if m.audioSet {
+		return m.writeAudioBlockLocked(f)
+	}
+	m.pending = append(m.pending, f)
+	return m.syncLocked(false)
+}
+
+// newAudioStreamLocked makes the next audio frame start a new audio
+// stream timing, aligned again with the current video stream; audio held
+// for the previous one is written first.
+func (m *MatroskaWriter) newAudioStreamLocked() error {
+	if err := m.syncLocked(true); err != nil {
+		return err
+	}
+	m.audioT, m.audioSet = trackTiming{}, false
+	return nil
+}
+
+// syncLocked decides where the audio goes on the video timeline once it
+// can (or, with final, now) and writes the audio held until then.
+func (m *MatroskaWriter) syncLocked(final bool) error {
+	if m.audioSet || !m.audioT.set {
+		return nil
+	}
+	v, a := &m.videoT, &m.audioT
+	switch {
+	case !v.sender.IsZero() && !a.sender.IsZero():
+		a.off = v.off + a.sender.Sub(v.sender)
+		m.log.Debug("media: recording: audio aligned by RTCP sender reports", "audio_at", a.off)
+	case final || a.last.Sub(a.first) >= SyncHold:
+		a.off = v.off + a.arrival.Sub(v.arrival)
+		m.log.Debug("media: recording: audio aligned by arrival time (no sender reports)", "audio_at", a.off)
+	default:
+		return nil
+	}
+	m.audioSet = true
+	held := m.pending
+	m.pending = nil
+	for _, f := range held {
+		if err := m.writeAudioBlockLocked(f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *MatroskaWriter) writeAudioBlockLocked(f Frame) error {
+	ms := (m.audioT.off + f.PTS - m.audioT.base).Milliseconds()
+	if ms < 0 || ms < m.lastAudio {
+		return nil // before the first video frame, or overlapping what was written
+	}
 	m.lastAudio = ms
 	_, err := m.audio.Write(true, ms, f.Data)
 	return err
@@ -409,6 +533,10 @@ func (m *MatroskaWriter) Close() error {
 	}
 	m.closed = true
 	started, ws := m.started, m.ws
+	var serr error
+	if started {
+		serr = m.syncLocked(true)
+	}
 	m.mu.Unlock()
 
 	if !started {
@@ -425,6 +553,9 @@ func (m *MatroskaWriter) Close() error {
 	}
 	if err := m.out.error(); err != nil {
 		return fmt.Errorf("media: recording: %w", err)
+	}
+	if serr != nil {
+		return fmt.Errorf("media: recording: %w", serr)
 	}
 	return nil
 }

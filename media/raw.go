@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/kvsrtc/kvsrtc/rtc"
 )
@@ -42,14 +43,20 @@ func (a *AnnexBWriter) WriteFrame(f Frame) error {
 // IVFWriter is a [Sink] that writes VP8 frames as an IVF stream (what
 // `ffplay -f ivf -` reads), starting at the first keyframe, whose size goes
 // into the file header. The time base is the RTP clock, 1/90000 s, and the
-// header's frame count is left 0 (unknown), which players accept. It does
-// not close w.
+// header's frame count is left 0 (unknown), which players accept. Frame
+// times are the RTP timestamps relative to the first frame; frames of a
+// new RTP stream (a new [Frame.SSRC], after a reconnect) continue from its
+// next keyframe after what was written and the time without video. It
+// does not close w.
 type IVFWriter struct {
 	mu      sync.Mutex
 	w       io.Writer
 	started bool
-	ext     int64
+	ssrc    uint32
+	ext     int64 // time of the latest frame, RTP ticks
+	maxExt  int64
 	last    uint32
+	arrival time.Time // of the latest frame
 	buf     []byte
 }
 
@@ -80,11 +87,21 @@ func (v *IVFWriter) WriteFrame(f Frame) error {
 		if _, err := v.w.Write(hdr); err != nil {
 			return err
 		}
-		v.started, v.last = true, f.RTPTimestamp
+		v.started, v.last, v.ssrc = true, f.RTPTimestamp, f.SSRC
+	} else if f.SSRC != v.ssrc {
+		if !VP8IsKeyframe(f.Data) {
+			return nil
+		}
+		gap := int64(3000) // one frame at 30 fps
+		if !f.Arrival.IsZero() && !v.arrival.IsZero() {
+			gap = max(gap, int64(f.Arrival.Sub(v.arrival)*90000/time.Second))
+		}
+		v.ssrc, v.last, v.ext = f.SSRC, f.RTPTimestamp, v.maxExt+gap
 	}
 	v.ext += int64(int32(f.RTPTimestamp - v.last))
-	v.last = f.RTPTimestamp
+	v.last, v.arrival = f.RTPTimestamp, f.Arrival
 	pts := max(v.ext, 0)
+	v.maxExt = max(v.maxExt, pts)
 	v.buf = binary.LittleEndian.AppendUint32(v.buf[:0], uint32(len(f.Data)))
 	v.buf = binary.LittleEndian.AppendUint64(v.buf, uint64(pts))
 	v.buf = append(v.buf, f.Data...)

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
@@ -66,6 +68,13 @@ type Receiver struct {
 	reqEvery time.Duration
 	gotKey   bool
 	ran      bool
+	clock    uint32
+	ssrc     uint32
+
+	srMu   sync.Mutex
+	srSet  bool
+	srRTP  uint32    // RTP timestamp of the latest sender report
+	srTime time.Time // its NTP time
 }
 
 // NewReceiver returns a Receiver for track (normally a *webrtc.TrackRemote).
@@ -83,13 +92,16 @@ func NewReceiver(track RTPTrack, cfg ReceiverConfig) (*Receiver, error) {
 	r := &Receiver{
 		track: track, codec: codec, cfg: cfg, log: cfg.Logger, depack: d,
 		stats: NewStats(cfg.StatsWindow), firstKey: make(chan struct{}),
-		reqEvery: cfg.KeyframeRequestInterval,
+		reqEvery: cfg.KeyframeRequestInterval, clock: d.clock,
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
 	if r.reqEvery <= 0 {
 		r.reqEvery = time.Second
+	}
+	if t, ok := track.(interface{ SSRC() webrtc.SSRC }); ok {
+		r.ssrc = uint32(t.SSRC())
 	}
 	return r, nil
 }
@@ -151,8 +163,46 @@ func (r *Receiver) drain() error {
 	}
 }
 
+// HandleRTCP gives the Receiver RTCP packets of its track, as read from
+// the track's *webrtc.RTPReceiver (ReadRTCP): sender reports map the RTP
+// timestamps to the sender's wall clock, which frames then carry as
+// [Frame.SenderTime] so a recording can line up audio and video. Other
+// packets, and reports for other SSRCs, are ignored. Safe to call from
+// any goroutine while Run runs.
+func (r *Receiver) HandleRTCP(pkts []rtcp.Packet) {
+	for _, p := range pkts {
+		sr, ok := p.(*rtcp.SenderReport)
+		if !ok || (r.ssrc != 0 && sr.SSRC != r.ssrc) {
+			continue
+		}
+		r.srMu.Lock()
+		r.srSet, r.srRTP, r.srTime = true, sr.RTPTime, ntpTime(sr.NTPTime)
+		r.srMu.Unlock()
+	}
+}
+
+// ntpTime converts a 64-bit NTP timestamp (RFC 3550 section 4).
+func ntpTime(ntp uint64) time.Time {
+	const ntpToUnix = 2208988800 // seconds from 1900 to 1970
+	sec := int64(ntp>>32) - ntpToUnix
+	frac := int64((ntp & 0xffffffff) * uint64(time.Second) >> 32)
+	return time.Unix(sec, frac)
+}
+
+// senderTime maps an RTP timestamp to the sender's clock, or zero.
+func (r *Receiver) senderTime(ts uint32) time.Time {
+	r.srMu.Lock()
+	defer r.srMu.Unlock()
+	if !r.srSet || r.clock == 0 {
+		return time.Time{}
+	}
+	d := int64(int32(ts - r.srRTP))
+	return r.srTime.Add(time.Duration(d * int64(time.Second) / int64(r.clock)))
+}
+
 func (r *Receiver) deliver(f Frame) error {
-	f.Arrival = time.Now()
+	f.Arrival, f.SSRC = time.Now(), r.ssrc
+	f.SenderTime = r.senderTime(f.RTPTimestamp)
 	_ = r.stats.WriteFrame(f)
 	if isVideo(r.codec) && (f.DroppedPackets > 0 || (!r.gotKey && !f.Keyframe)) {
 		r.requestKeyframe(f.DroppedPackets)

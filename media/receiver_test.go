@@ -42,7 +42,8 @@ func TestReceiverRequestsKeyframe(t *testing.T) {
 	for tr == nil {
 		write(1, 2)
 		select {
-		case tr = <-remote:
+		case rt := <-remote:
+			tr = rt.track
 		case <-time.After(50 * time.Millisecond):
 		case <-ctx.Done():
 			t.Fatal("no track")

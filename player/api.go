@@ -88,8 +88,18 @@ const diagnoseMaxAge = 3 * time.Second
 func (s *Server) api(h func(w http.ResponseWriter, r *http.Request)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
-		if !s.auth.request(r) {
-			s.metrics.incAuthFailure()
+		if ok, status := s.authorize(w, r); !ok {
+			if status == http.StatusTooManyRequests {
+				d := diagnose(viewer.CauseThrottled, "", "", 0, 0, nil)
+				d.Message = "Too many wrong tokens or stale cookies came from this address."
+				d.Advice = "Wait a minute, then sign in again with the token."
+				s.metrics.inc(s.metrics.failures, string(viewer.CauseThrottled))
+				s.apiError(w, status, d)
+				return
+			}
+			if r.Header.Get("Authorization") == "" && !hasCookie(r, cookieName) {
+				s.metrics.incAuthFailure() // a wrong one was counted by attempt
+			}
 			s.metrics.inc(s.metrics.failures, string(CauseUnauthorized))
 			w.Header().Set("WWW-Authenticate", `Bearer realm="kvsrtc"`)
 			s.apiError(w, http.StatusUnauthorized, diagnose(CauseUnauthorized, "", "", 0, 0, nil))
@@ -162,7 +172,7 @@ func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) {
 		s.apiError(w, http.StatusForbidden, diagnose(CauseNotServed, req.Channel, "", 0, 0, nil))
 		return
 	}
-	if ok, wait := s.sessions.allow(clientKey(r)); !ok {
+	if ok, wait := s.sessions.allow(s.clientKey(r)); !ok {
 		s.metrics.incRateLimited()
 		w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
 		d := diagnose(viewer.CauseThrottled, req.Channel, "", 0, 0, nil)
@@ -281,7 +291,7 @@ func (s *Server) handleDiagnose(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &req) {
 		return
 	}
-	if ok, _ := s.reports.allow(clientKey(r)); !ok {
+	if ok, _ := s.reports.allow(s.clientKey(r)); !ok {
 		s.metrics.incRateLimited()
 		s.apiError(w, http.StatusTooManyRequests, diagnose(viewer.CauseThrottled, req.Channel, "", 0, 0, nil))
 		return
@@ -301,14 +311,15 @@ func (s *Server) handleDiagnose(w http.ResponseWriter, r *http.Request) {
 			cause = viewer.CauseNoAnswer
 		}
 		var code string
+		var probeErr error
 		if cause == viewer.CauseSignalingLost && req.Stage == "signaling" {
 			// The browser saw its WebSocket fail and cannot say why: ask
 			// the service the same way.
-			if pc, c := s.probeSignaling(r.Context(), req.Channel); pc != "" {
-				cause, code = pc, c
+			if pc, c, perr := s.probeSignaling(r.Context(), req.Channel); pc != "" {
+				cause, code, probeErr = pc, c, perr
 			}
 		}
-		d = diagnose(cause, req.Channel, region, req.Attempts, elapsed, nil)
+		d = diagnose(cause, req.Channel, region, req.Attempts, elapsed, probeErr)
 		if code != "" {
 			d.Message += " (" + code + ")"
 		}
@@ -328,7 +339,7 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {
 		s.apiError(w, http.StatusForbidden, diagnose(CauseNotServed, req.Channel, "", 0, 0, nil))
 		return
 	}
-	if ok, _ := s.reports.allow(clientKey(r)); !ok {
+	if ok, _ := s.reports.allow(s.clientKey(r)); !ok {
 		w.WriteHeader(http.StatusNoContent) // reports are best effort
 		return
 	}
@@ -341,7 +352,12 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {
 	case "attempt-failed":
 		s.metrics.inc(s.metrics.failures, cause)
 		if c := viewer.Cause(cause); c == viewer.CauseChannelNotFound || c == viewer.CauseCredentials || c == viewer.CauseSignalingLost {
-			s.chans.forget(req.Channel)
+			// Each eviction costs control-plane calls against the account's
+			// small TPS limits, and any signed-in page may report: at most
+			// one per channel every 10 s.
+			if ok, _ := s.evicts.allow(req.Channel); ok {
+				s.chans.forget(req.Channel)
+			}
 		}
 	case "reconnect":
 		s.metrics.inc(s.metrics.reconnects, cause)

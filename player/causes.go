@@ -55,7 +55,7 @@ var knownCauses = map[viewer.Cause]bool{
 	viewer.CauseNoAnswer: true, viewer.CauseMasterGone: true, viewer.CauseClockSkew: true,
 	viewer.CauseSignalingLost: true, viewer.CauseGoAway: true, viewer.CauseNoMedia: true,
 	CauseUnauthorized: true, CauseNotServed: true, CauseICEFailed: true, CauseUnavailable: true,
-	CauseBadRequest: true,
+	CauseBadRequest: true, viewer.CauseUnreachable: true,
 }
 
 // normCause maps a page-supplied cause to a known one.
@@ -83,6 +83,10 @@ func classify(err error) (viewer.Cause, int, bool) {
 		return viewer.CauseThrottled, http.StatusServiceUnavailable, true
 	case errors.Is(err, control.ErrInvalidArgument), errors.Is(err, control.ErrMissingRegion):
 		return viewer.CauseConfig, http.StatusInternalServerError, false
+	case errors.Is(err, control.ErrUnreachable):
+		var ue *control.UnreachableError
+		retry := !errors.As(err, &ue) || (ue.Failure != "tls-unknown-ca" && ue.Failure != "tls-name-mismatch")
+		return viewer.CauseUnreachable, http.StatusBadGateway, retry
 	}
 	return CauseUnavailable, http.StatusBadGateway, true
 }
@@ -159,6 +163,18 @@ func diagnose(cause viewer.Cause, channel, region string, attempts int, spent ti
 		d.Title = "Not signed in"
 		d.Message = "This page needs the access token of the server."
 		d.Advice = "Reload the page and sign in."
+	case viewer.CauseUnreachable:
+		d.Title = "Kinesis Video Streams is unreachable"
+		d.Message = fmt.Sprintf("The server could not reach Kinesis Video Streams for channel %q%s.", channel, tried)
+		d.Advice = "The operator should check the server's network and its endpoint settings (AWS_ENDPOINT_URL_KINESIS_VIDEO, AWS_CA_BUNDLE); press Retry once fixed."
+		d.Retryable = true
+		var ue *control.UnreachableError
+		if errors.As(err, &ue) {
+			// The same words as kvsrtc view and kvsrtc doctor.
+			d.Message = fmt.Sprintf("The server could not reach the %s at %s%s: %s: %s.", ue.Service, ue.Endpoint, tried, ue.What(), ue.Detail())
+			d.Advice = "The operator of kvsrtc serve: " + ue.Advice() + "."
+			d.Retryable = ue.Failure != "tls-unknown-ca" && ue.Failure != "tls-name-mismatch"
+		}
 	case CauseUnavailable:
 		d.Title = "Kinesis Video Streams is unreachable"
 		d.Message = fmt.Sprintf("The server could not reach Kinesis Video Streams in %s.", region)
@@ -173,7 +189,7 @@ func diagnose(cause viewer.Cause, channel, region string, attempts int, spent ti
 		}
 		d.Retryable = true
 	}
-	if err != nil && d.Cause != CauseNotServed {
+	if err != nil && d.Cause != CauseNotServed && d.Cause != viewer.CauseUnreachable {
 		var api *control.APIError
 		if errors.As(err, &api) && api.Code != "" {
 			d.Message += " (" + api.Code + ")"

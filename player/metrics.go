@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/kvsrtc/kvsrtc/internal/buildinfo"
 )
 
 // ttffBuckets are the upper bounds (seconds) of the time-to-first-frame
@@ -116,6 +118,10 @@ func (m *metrics) write(w io.Writer) error {
 	fmt.Fprintf(&b, "kvsrtc_player_time_to_first_frame_seconds_bucket{le=\"+Inf\"} %s\n", num(m.ttffCount))
 	fmt.Fprintf(&b, "kvsrtc_player_time_to_first_frame_seconds_sum %s\n", num(m.ttffSum))
 	fmt.Fprintf(&b, "kvsrtc_player_time_to_first_frame_seconds_count %s\n", num(m.ttffCount))
+	bi := buildinfo.Get()
+	family("kvsrtc_build_info", "gauge", "Always 1; the labels name the kvsrtc build and its pion/webrtc and AWS SDK versions.")
+	fmt.Fprintf(&b, "kvsrtc_build_info{version=\"%s\",revision=\"%s\",goversion=\"%s\",pion_webrtc=\"%s\",aws_sdk_go_v2=\"%s\"} 1\n",
+		escapeLabel(bi.Version), escapeLabel(bi.Revision), escapeLabel(bi.GoVersion), escapeLabel(bi.Pion), escapeLabel(bi.AWSSDK))
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
+	"github.com/kvsrtc/kvsrtc/control"
 	"github.com/kvsrtc/kvsrtc/viewer"
 )
 
@@ -20,14 +22,16 @@ const probeTimeout = 5 * time.Second
 // browser sees only "failed"): it presigns a URL for a throwaway viewer
 // client id and makes the same upgrade request, reading the service's
 // refusal. It returns "" when the upgrade succeeds (the connection is
-// closed at once) or the probe itself fails.
-func (s *Server) probeSignaling(ctx context.Context, channel string) (viewer.Cause, string) {
+// closed at once) or the probe itself fails. When the service gives no
+// answer at all (DNS, dial, TLS, proxy, timeout) the cause is
+// viewer.CauseUnreachable and err says where and what failed.
+func (s *Server) probeSignaling(ctx context.Context, channel string) (cause viewer.Cause, code string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	sess, err := s.mint(ctx, channel, "")
 	if err != nil {
 		cause, _, _ := classify(err)
-		return cause, ""
+		return cause, "", err
 	}
 	u := sess.SignalingURL
 	switch {
@@ -38,7 +42,7 @@ func (s *Server) probeSignaling(ctx context.Context, channel string) (viewer.Cau
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return "", ""
+		return "", "", nil
 	}
 	var key [16]byte
 	_, _ = rand.Read(key[:])
@@ -52,17 +56,31 @@ func (s *Server) probeSignaling(ctx context.Context, channel string) (viewer.Cau
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
+		if ue := control.Unreachable(err, "KVS signaling endpoint", "WebSocket upgrade", endpointOf(sess.SignalingURL)); ue != nil {
+			s.log.Info("signaling probe: endpoint unreachable", "channel", channel, "endpoint", ue.Endpoint, "failed", ue.Failure, "err", err)
+			return viewer.CauseUnreachable, "", ue
+		}
 		s.log.Debug("signaling probe failed", "channel", channel, "err", err)
-		return "", ""
+		return "", "", nil
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusSwitchingProtocols {
-		return "", "" // the service accepts viewers now
+		return "", "", nil // the service accepts viewers now
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	code, msg := awsError(resp, body)
 	s.log.Info("signaling probe refused", "channel", channel, "status", resp.StatusCode, "code", code, "message", msg)
-	return handshakeCause(resp.StatusCode, code, msg), code
+	return handshakeCause(resp.StatusCode, code, msg), code, nil
+}
+
+// endpointOf returns the scheme, host and port of a URL (a presigned URL's
+// query carries credentials).
+func endpointOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
 }
 
 // awsError reads the AWS error code (x-amzn-ErrorType, or the body's

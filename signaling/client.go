@@ -189,7 +189,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("signaling: dial: %w", ctx.Err())
 		}
-		return nil, fmt.Errorf("signaling: dial %s: %w", u.Redacted(), err)
+		return nil, dialError(cfg.Endpoint, u.Redacted(), err)
 	}
 	conn.SetReadLimit(readLimit)
 	c := &Client{

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/kvsrtc/kvsrtc/internal/netdiag"
 	"github.com/kvsrtc/kvsrtc/kvsproto"
 )
 
@@ -43,7 +44,31 @@ var (
 	// ErrUnknownEvent is returned by ParseEvent for frames that are not a
 	// known event (unknown messageType, API Gateway notices).
 	ErrUnknownEvent = errors.New("signaling: not a known event")
+	// ErrUnreachable: Dial got no answer at all from the endpoint: its
+	// host name did not resolve, nothing listened, the TLS handshake or a
+	// proxy failed, or it timed out. The error is an *UnreachableError
+	// that names the endpoint, what failed and the fix.
+	ErrUnreachable = errors.New("signaling: endpoint unreachable")
 )
+
+// UnreachableError is a Dial that got no answer from the signaling
+// endpoint: its Endpoint (scheme, host and port only: the presigned query
+// carries credentials), what failed (Failure: "dns", "proxy", "refused",
+// "dial", "tls-unknown-ca", "tls-name-mismatch", "tls", "closed",
+// "timeout") and, from Advice, what to do. It unwraps to ErrUnreachable and
+// to the underlying error. package control's UnreachableError is the same
+// type (unwrapping to control.ErrUnreachable).
+type UnreachableError = netdiag.Error
+
+// dialError wraps a failed WebSocket dial of endpoint (the unsigned WSS
+// URL): an *UnreachableError when no answer came, else a plain wrap of
+// err naming the redacted URL.
+func dialError(endpoint, redacted string, err error) error {
+	if e := netdiag.Wrap(err, ErrUnreachable, "signaling: ", netdiag.ServiceSignaling, "dial", netdiag.Endpoint(endpoint)); e != nil {
+		return e
+	}
+	return fmt.Errorf("signaling: dial %s: %w", redacted, err)
+}
 
 // HandshakeError is a failed WebSocket upgrade: the service answered the
 // presigned GET with an HTTP error instead of 101. It unwraps to ErrForbidden,

@@ -12,7 +12,9 @@
 //	})
 //	fmt.Println(res)
 //
-// Run raises the process's open-file soft limit to the hard limit; each
-// connection needs one descriptor in the load generator (and one in the
-// service, so keep both in one process only for small runs).
+// Run raises the process's open-file soft limit to the hard limit and
+// refuses (ErrFileLimit) a run whose connections do not fit: each needs one
+// descriptor in the load generator and one in the service, so a service in
+// the same process halves the largest run (see FilesNeeded, MaxChannels);
+// kvsrtc bench signaling runs the service in a child process by default.
 package loadtest

@@ -32,6 +32,10 @@ var ErrConfig = errors.New("loadtest: invalid config")
 type Config struct {
 	// Endpoint is the control-plane URL of the service (required).
 	Endpoint string
+	// AdminToken is the emulator's admin token (emulator.Server.AdminToken,
+	// $KVSRTC_ADMIN_TOKEN), for the server figures from /_kvsrtc/stats;
+	// without it the result has none.
+	AdminToken string
 	// Region is the signing region; default "us-west-2".
 	Region string
 	// Credentials sign every request; default the AWS documentation
@@ -212,8 +216,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	total := cfg.Channels * (1 + cfg.ViewersPerChannel)
-	if limit, err := raiseFileLimit(); err == nil && uint64(total+64) > limit {
-		return nil, fmt.Errorf("%w: %d connections need more open files than the limit of %d (ulimit -n)", ErrConfig, total, limit)
+	if limit, err := raiseFileLimit(); err == nil && FilesNeeded(total) > limit {
+		return nil, fmt.Errorf("%w and %w: %d connections need about %d open files but the limit is %d (ulimit -n); use at most %d channels of %d viewers, or raise the hard limit",
+			ErrConfig, ErrFileLimit, total, FilesNeeded(total), limit, MaxChannels(limit, cfg.ViewersPerChannel, 1), cfg.ViewersPerChannel)
 	}
 	r := &runner{cfg: cfg, wsClient: &http.Client{Transport: cfg.HTTPClient.Transport}}
 	r.pad = strings.Repeat("x", max(0, cfg.PayloadBytes*3/4-120))
@@ -642,6 +647,9 @@ func (r *runner) serverStats(ctx context.Context) *ServerStats {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.cfg.Endpoint+"/_kvsrtc/stats", nil)
 	if err != nil {
 		return nil
+	}
+	if r.cfg.AdminToken != "" {
+		req.Header.Set("Authorization", "Bearer "+r.cfg.AdminToken)
 	}
 	resp, err := r.cfg.HTTPClient.Do(req)
 	if err != nil {

@@ -43,3 +43,39 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestFileBudget(t *testing.T) {
+	if got := FilesNeeded(10010); got != 10010+FileReserve {
+		t.Errorf("FilesNeeded(10010) = %d", got)
+	}
+	// 20,000 files: 1,794 channels of 10 viewers in a process of their own,
+	// 897 when generator and service share one.
+	if got := MaxChannels(20000, 10, 1); got != (20000-FileReserve)/11 {
+		t.Errorf("MaxChannels(20000, 10, 1) = %d", got)
+	}
+	if got := MaxChannels(20000, 10, 2); got != (10000-FileReserve)/11 {
+		t.Errorf("MaxChannels(20000, 10, 2) = %d", got)
+	}
+	for _, c := range []int{MaxChannels(20000, 10, 1), MaxChannels(20000, 10, 2)} {
+		if FilesNeeded(c*11) > 20000 {
+			t.Errorf("%d channels do not fit", c)
+		}
+	}
+	if got := MaxChannels(100, 10, 2); got != 0 {
+		t.Errorf("MaxChannels(100, 10, 2) = %d, want 0", got)
+	}
+}
+
+func TestRunRefusesOverFileLimit(t *testing.T) {
+	limit, err := RaiseFileLimit()
+	if err != nil {
+		t.Skipf("no file limit: %v", err)
+	}
+	if limit > 1<<24 {
+		t.Skipf("file limit %d too large to exceed", limit)
+	}
+	_, err = Run(context.Background(), Config{Endpoint: "http://127.0.0.1:1", Channels: int(limit), ViewersPerChannel: 1})
+	if !errors.Is(err, ErrFileLimit) || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "ulimit -n") {
+		t.Fatalf("Run over the file limit: %v", err)
+	}
+}

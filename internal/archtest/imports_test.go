@@ -17,23 +17,27 @@ const mod = "github.com/kvsrtc/kvsrtc/"
 var allowed = map[string][]string{
 	"kvsproto":          {},
 	"sigv4":             {"kvsproto"},
-	"control":           {"kvsproto", "sigv4"},
-	"signaling":         {"kvsproto", "sigv4"},
+	"control":           {"kvsproto", "sigv4", "internal/netdiag"},
+	"signaling":         {"kvsproto", "sigv4", "internal/netdiag"},
 	"rtc":               {"kvsproto"},
 	"media/...":         {"rtc", "kvsproto", "media/..."},
 	"viewer":            {"kvsproto", "sigv4", "control", "signaling", "rtc", "media/..."},
 	"master":            {"kvsproto", "sigv4", "control", "signaling", "rtc", "media/..."},
 	"emulator/...":      {"kvsproto", "sigv4", "emulator/..."},
-	"player/...":        {"kvsproto", "sigv4", "control", "viewer", "player/..."},
+	"player/...":        {"kvsproto", "sigv4", "control", "viewer", "player/...", "internal/buildinfo"},
 	"doctor":            {"kvsproto", "sigv4", "control", "signaling", "rtc", "media/...", "viewer"},
 	"internal/cli":      {"*"},
 	"internal/archtest": {},
 	"internal/testutil": {}, // helpers for test files; stdlib only
+	"internal/netdiag":  {}, // why a service was unreachable; stdlib only
 	"cmd/kvsrtc":        {"internal/cli"},
 	"examples/...":      {"*"},
 
 	"internal/browsertest": {"*"}, // end-to-end tests in Chromium; test files only
 	"internal/resilience":  {"*"}, // the resilience matrix and the chaos soak; test files only
+	"internal/interop/...": {"*"}, // interoperability with independent stacks; test files only
+
+	"internal/buildinfo": {}, // version and build information; stdlib only
 }
 
 // thirdParty lists modules a package must not depend on at all (directly or
@@ -42,9 +46,12 @@ var forbiddenDeps = map[string][]string{
 	"kvsproto":          {"."}, // stdlib only: any path with a dot in its first element
 	"sigv4":             {"."},
 	"internal/testutil": {"."},
+	"internal/netdiag":  {"."},
 	"signaling":         {"github.com/pion/"},
 	"emulator/...":      {"github.com/pion/webrtc", "github.com/aws/aws-sdk-go-v2", mod + "control", mod + "signaling", mod + "rtc", mod + "viewer", mod + "master"},
 	"control":           {"github.com/pion/"},
+
+	"internal/buildinfo": {"."},
 }
 
 func match(pattern, rel string) bool {

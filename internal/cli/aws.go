@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"flag"
 	"fmt"
 	"net/http"
@@ -11,6 +12,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 
 	"github.com/kvsrtc/kvsrtc/control"
 )
@@ -28,24 +31,57 @@ func (a *awsFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&a.stun, "stun", "", `STUN server URL; "-" for none (default: stun:stun.kinesisvideo.REGION.amazonaws.com:443 on AWS, none on other endpoints)`)
 }
 
-// httpClient returns an HTTP client that trusts AWS_CA_BUNDLE in addition to
-// the system roots, for the WebSocket handshake (the AWS SDK reads the
-// variable itself). Nil when the variable is unset.
-func httpClient(env *Env) (*http.Client, error) {
+// checkCABundle checks that AWS_CA_BUNDLE, when set, names a readable file
+// with a PEM certificate, and returns its path. It does not parse the
+// certificates: the AWS SDK does that once, and httpClient reuses its pool
+// (parsing a system-sized bundle costs tens of milliseconds at every start).
+func checkCABundle(env *Env) (string, error) {
 	path := env.Getenv("AWS_CA_BUNDLE")
+	if path == "" {
+		return "", nil
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("AWS_CA_BUNDLE: %w", err)
+	}
+	for {
+		var b *pem.Block
+		b, raw = pem.Decode(raw)
+		if b == nil {
+			return "", fmt.Errorf("AWS_CA_BUNDLE %s holds no PEM certificate", path)
+		}
+		if b.Type == "CERTIFICATE" {
+			return path, nil
+		}
+	}
+}
+
+// httpClient returns an HTTP client for the WebSocket handshake that trusts
+// what the AWS SDK client c trusts: the AWS_CA_BUNDLE pool the SDK built
+// (the SDK, like the AWS CLI, trusts exactly the bundle). Nil when
+// AWS_CA_BUNDLE is unset. Should the SDK's pool not be reachable, the
+// bundle is parsed here, on top of the system roots.
+func httpClient(c *control.Client, path string) (*http.Client, error) {
 	if path == "" {
 		return nil, nil
 	}
-	pem, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("AWS_CA_BUNDLE: %w", err)
+	var pool *x509.CertPool
+	if bc, ok := c.Kinesisvideo().Options().HTTPClient.(*awshttp.BuildableClient); ok {
+		if tc := bc.GetTransport().TLSClientConfig; tc != nil {
+			pool = tc.RootCAs
+		}
 	}
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
-	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("AWS_CA_BUNDLE %s holds no PEM certificate", path)
+	if pool == nil {
+		pem, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("AWS_CA_BUNDLE: %w", err)
+		}
+		if pool, err = x509.SystemCertPool(); err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("AWS_CA_BUNDLE %s holds no PEM certificate", path)
+		}
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
@@ -67,7 +103,7 @@ func isAWSEndpoint(u string) bool {
 
 // control builds the control-plane client from the flags and environment.
 func (a *awsFlags) control(ctx context.Context, env *Env, cfg control.Config) (*control.Client, *http.Client, error) {
-	hc, err := httpClient(env)
+	bundle, err := checkCABundle(env)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -91,6 +127,10 @@ func (a *awsFlags) control(ctx context.Context, env *Env, cfg control.Config) (*
 		cfg.STUNURL = control.STUNNone
 	}
 	c, err := control.New(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	hc, err := httpClient(c, bundle)
 	if err != nil {
 		return nil, nil, err
 	}

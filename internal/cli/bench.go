@@ -21,17 +21,21 @@ import (
 )
 
 func init() {
-	register(command{name: "bench", summary: "measure: signaling load (bench signaling) or viewer time to first frame (bench viewer)", run: runBench})
+	register(command{name: "bench", summary: "measure: signaling load, viewer time to first frame, cold start (bench signaling|viewer|cold-start)", run: runBench})
 }
 
 func runBench(ctx context.Context, env *Env, args []string) error {
-	if len(args) == 0 || (args[0] != "signaling" && args[0] != "viewer") {
-		fmt.Fprintln(env.Stderr, "Usage: kvsrtc bench signaling [flags]   load a signaling service (default: an in-process kvsrtc local)")
+	if len(args) == 0 || (args[0] != "signaling" && args[0] != "viewer" && args[0] != "cold-start") {
+		fmt.Fprintln(env.Stderr, "Usage: kvsrtc bench signaling [flags]   load a signaling service (default: kvsrtc local in a child process)")
 		fmt.Fprintln(env.Stderr, "       kvsrtc bench viewer [flags]      viewer connects to a local master: time to first frame")
-		return fmt.Errorf("%w: say what to measure: signaling or viewer", ErrUsage)
+		fmt.Fprintln(env.Stderr, "       kvsrtc bench cold-start [flags]  a new kvsrtc view process each time: exec to first frame")
+		return fmt.Errorf("%w: say what to measure: signaling, viewer or cold-start", ErrUsage)
 	}
-	if args[0] == "signaling" {
+	switch args[0] {
+	case "signaling":
 		return benchSignaling(ctx, env, args[1:])
+	case "cold-start":
+		return benchColdStart(ctx, env, args[1:])
 	}
 	return benchViewer(ctx, env, args[1:])
 }
@@ -40,7 +44,9 @@ func benchSignaling(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "bench signaling", "[flags]")
 	var cfg loadtest.Config
 	var lf logFlags
-	fs.StringVar(&cfg.Endpoint, "endpoint-url", "", "control-plane URL of the service to load (default: start kvsrtc local in this process)")
+	var where string
+	fs.StringVar(&cfg.Endpoint, "endpoint-url", "", "control-plane URL of the service to load (default: start kvsrtc local, see --service)")
+	fs.StringVar(&where, "service", serviceProcess, `without --endpoint-url, where kvsrtc local runs: "process" (a child process, as in docs/BENCHMARKS.md) or "in-process" (shares this process's open files, CPU and garbage collector: half the connections, and a higher p99 with many)`)
 	fs.IntVar(&cfg.Channels, "channels", 100, "channels, each with one master")
 	fs.IntVar(&cfg.ViewersPerChannel, "viewers", 10, "viewers per channel")
 	fs.Float64Var(&cfg.Rate, "rate", 2000, "viewer->master messages per second in total (masters echo each, so twice as many are routed)")
@@ -49,25 +55,69 @@ func benchSignaling(ctx context.Context, env *Env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if where != serviceProcess && where != serviceInProcess {
+		return fmt.Errorf("%w: --service %q: want %q or %q", ErrUsage, where, serviceProcess, serviceInProcess)
+	}
+	if cfg.Channels < 1 || cfg.ViewersPerChannel < 0 {
+		return fmt.Errorf("%w: --channels must be at least 1 and --viewers not negative", ErrUsage)
+	}
 	log, err := lf.logger(env.Stderr)
 	if err != nil {
 		return err
 	}
 	cfg.Logger = log
-	if cfg.Endpoint == "" {
-		srv, err := emulator.Start(ctx, emulator.Config{DisableQuotas: true, Logger: log})
+	// Check the open-file limit before starting anything: every connection
+	// is one descriptor in the generator and one in the service.
+	procs := 1
+	if cfg.Endpoint == "" && where == serviceInProcess {
+		procs = 2
+	}
+	conns := cfg.Channels * (1 + cfg.ViewersPerChannel)
+	if limit, err := fileLimit(); err == nil && uint64(procs)*loadtest.FilesNeeded(conns) > limit {
+		fit := loadtest.MaxChannels(limit, cfg.ViewersPerChannel, procs)
+		hint := ""
+		if procs == 2 {
+			hint = fmt.Sprintf(" (the generator and an in-process service each hold every connection; --service %s fits %d)",
+				serviceProcess, loadtest.MaxChannels(limit, cfg.ViewersPerChannel, 1))
+		}
+		return &exitError{code: 2, err: fmt.Errorf("%w: %d connections need about %d open files but the limit is %d (ulimit -n)%s: use at most --channels %d with --viewers %d, or raise the hard limit",
+			loadtest.ErrFileLimit, conns, uint64(procs)*loadtest.FilesNeeded(conns), limit, hint, fit, cfg.ViewersPerChannel)}
+	}
+	mode := "external service at " + cfg.Endpoint
+	switch {
+	case cfg.Endpoint != "":
+	case where == serviceInProcess:
+		srv, err := emulator.Start(ctx, emulator.Config{DisableQuotas: true, TURNDisabled: true, Logger: log})
 		if err != nil {
 			return err
 		}
 		defer srv.Close()
-		cfg.Endpoint = srv.URL()
+		cfg.Endpoint, cfg.AdminToken = srv.URL(), srv.AdminToken()
+		mode = "in-process kvsrtc local (the generator shares the service's CPU and garbage collector: with many connections the p99 is higher than with a separate service process, see docs/BENCHMARKS.md)"
 		fmt.Fprintf(env.Stdout, "service: in-process kvsrtc local at %s (quotas off; memory figures include the load generator)\n", srv.URL())
+	default:
+		child, err := startChildService(ctx, env.Stderr, lf.level)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := child.stop(); err != nil {
+				log.Warn("stopping the service process", "err", err)
+			}
+		}()
+		cfg.Endpoint, cfg.AdminToken = child.url, child.token
+		mode = fmt.Sprintf("kvsrtc local in a separate process (pid %d), the set-up of the figures in docs/BENCHMARKS.md", child.cmd.Process.Pid)
+		fmt.Fprintf(env.Stdout, "service: kvsrtc local in a child process (pid %d) at %s (quotas off)\n", child.cmd.Process.Pid, child.url)
+	}
+	if cfg.AdminToken == "" {
+		cfg.AdminToken = env.Getenv(emulator.AdminTokenEnv) // for the service's figures from /_kvsrtc/stats
 	}
 	res, err := loadtest.Run(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(env.Stdout, res.String())
+	fmt.Fprint(env.Stdout, res.String())
+	fmt.Fprintf(env.Stdout, "mode:          %s\n", mode)
 	return nil
 }
 

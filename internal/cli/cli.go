@@ -56,6 +56,9 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		}
 		return 0
 	}
+	if args[0] == "--version" || args[0] == "-version" {
+		args = append([]string{"version"}, args[1:]...)
+	}
 	c, ok := commands[args[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "kvsrtc: unknown command %q\n\n", args[0])
@@ -88,7 +91,7 @@ func usage(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
 	}
-	fmt.Fprintln(w, "\nRun \"kvsrtc <command> -h\" for a command's flags.")
+	fmt.Fprintln(w, "\nRun \"kvsrtc <command> -h\" for a command's flags, \"kvsrtc --version\" for the version.")
 }
 
 // newFlagSet returns a FlagSet that reports errors instead of exiting.

@@ -30,6 +30,7 @@ func runLocal(ctx context.Context, env *Env, args []string) error {
 		lf       logFlags
 		akid     string
 		secret   string
+		insecure bool
 	)
 	fs.StringVar(&cfg.Addr, "listen", defaultLocalListen, "address to listen on (one port for every API, the WebSockets and /_kvsrtc/); port 0 picks a free one")
 	fs.StringVar(&cfg.Hostname, "hostname", "", "host name to put into the endpoints and the TLS certificate (default: the --listen address)")
@@ -45,10 +46,12 @@ func runLocal(ctx context.Context, env *Env, args []string) error {
 	fs.DurationVar(&cfg.GoAwayGrace, "goaway-grace", emulator.DefaultGoAwayGrace, "send GO_AWAY this long before --max-duration")
 	fs.IntVar(&cfg.MaxViewers, "max-viewers", emulator.DefaultMaxViewers, "maximum concurrent viewers per channel")
 	fs.BoolVar(&cfg.TURNDisabled, "no-turn", false, "run no TURN server (GetIceServerConfig returns an empty list)")
-	fs.BoolVar(&cfg.DisableQuotas, "no-quotas", false, "disable the connect and message rate limits")
+	fs.BoolVar(&cfg.DisableQuotas, "no-quotas", false, "disable the connect and message rate limits and the connection cap (benchmarks)")
 	fs.BoolVar(&cfg.PingResetsIdle, "ping-resets-idle", false, "count WebSocket pings as activity for --idle-timeout")
 	fs.StringVar(&akid, "access-key-id", emulator.DefaultCredentials.AccessKeyID, "the access key id the service accepts")
 	fs.StringVar(&secret, "secret-access-key", emulator.DefaultCredentials.SecretAccessKey, "the secret access key the service accepts")
+	fs.StringVar(&cfg.AdminToken, "admin-token", "", "token the admin API /_kvsrtc/ requires, 16+ characters (default: a random one, printed as $"+emulator.AdminTokenEnv+")")
+	fs.BoolVar(&insecure, "insecure", false, "allow --listen off loopback with the default (published) key pair")
 	lf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -61,6 +64,9 @@ func runLocal(ctx context.Context, env *Env, args []string) error {
 	}
 	log, err := lf.logger(env.Stderr)
 	if err != nil {
+		return err
+	}
+	if err := checkListenScope(log, cfg.Addr, akid, secret, insecure); err != nil {
 		return err
 	}
 	cfg.Credentials = []sigv4.Credentials{{AccessKeyID: akid, SecretAccessKey: secret}}
@@ -78,6 +84,7 @@ func runLocal(ctx context.Context, env *Env, args []string) error {
 		k, v, _ := strings.Cut(kv, "=")
 		fmt.Fprintf(env.Stdout, "export %s=%s\n", k, shellQuote(v))
 	}
+	fmt.Fprintf(env.Stdout, "export %s=%s\n", emulator.AdminTokenEnv, shellQuote(srv.AdminToken()))
 	if cfg.TLS {
 		fmt.Fprintf(env.Stdout, "# Chromium: --ignore-certificate-errors-spki-list=%s (or trust %s)\n", srv.SPKIHash(), srv.CACertFile())
 	}

@@ -7,8 +7,10 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -179,5 +181,49 @@ func TestLocalBadFlags(t *testing.T) {
 		if !errors.Is(err, ErrUsage) && !errors.Is(err, emulator.ErrInvalidConfig) {
 			t.Errorf("%v: %v is neither a usage nor a config error", args, err)
 		}
+	}
+}
+
+// TestLocalRelativeDataDirPrintsAbsolutePaths checks that the printed
+// AWS_CA_BUNDLE and certificate paths work from any directory.
+func TestLocalRelativeDataDirPrintsAbsolutePaths(t *testing.T) {
+	base := t.TempDir()
+	t.Chdir(base)
+	env, stdout, stop := runLocalBG(t, "--listen", "127.0.0.1:0", "--tls", "--data-dir", "rel/dir")
+	want := filepath.Join(base, "rel", "dir", "cert.pem")
+	if got := env["AWS_CA_BUNDLE"]; got != want {
+		t.Fatalf("AWS_CA_BUNDLE=%s, want %s", got, want)
+	}
+	if !strings.Contains(stdout, "(or trust "+want+")") {
+		t.Fatalf("certificate path not absolute:\n%s", stdout)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLocalSecondOnSameDataDirRefused checks that a second kvsrtc local on a
+// data dir in use exits naming the first one's pid and address.
+func TestLocalSecondOnSameDataDirRefused(t *testing.T) {
+	dir := t.TempDir()
+	env, _, stop := runLocalBG(t, "--listen", "127.0.0.1:0", "--data-dir", dir)
+	var out, errb testutil.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := runLocal(ctx, &Env{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }},
+		[]string{"--listen", "127.0.0.1:0", "--data-dir", dir})
+	if !errors.Is(err, emulator.ErrDataDirInUse) {
+		t.Fatalf("second kvsrtc local: %v, want ErrDataDirInUse", err)
+	}
+	for _, want := range []string{fmt.Sprintf("pid %d", os.Getpid()), env["AWS_ENDPOINT_URL_KINESIS_VIDEO"]} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("message %q does not name %q", err, want)
+		}
+	}
+	if strings.Contains(out.String(), "export ") {
+		t.Errorf("the refused service printed its environment:\n%s", out.String())
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
 	}
 }
