@@ -21,6 +21,7 @@ import (
 
 	"github.com/kvsrtc/kvsrtc/control"
 	"github.com/kvsrtc/kvsrtc/kvsproto"
+	"github.com/kvsrtc/kvsrtc/signaling"
 	"github.com/kvsrtc/kvsrtc/viewer"
 )
 
@@ -91,6 +92,7 @@ func (d *run) checkCredentials(ctx context.Context) {
 		return
 	}
 	ep := d.stsEndpoint()
+	var sent atomic.Value // the endpoint the request went to (scheme://host)
 	client := sts.NewFromConfig(awsCfg, func(o *sts.Options) {
 		if ep != "" {
 			o.BaseEndpoint = aws.String(ep)
@@ -98,6 +100,14 @@ func (d *run) checkCredentials(ctx context.Context) {
 		o.Credentials = provider
 		o.HTTPSignerV4 = offsetSigner{s: v4.NewSigner(), offset: &offset}
 		o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
+			return st.Finalize.Add(middleware.FinalizeMiddlewareFunc("kvsrtcDoctorEndpoint",
+				func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+					if req, ok := in.Request.(*smithyhttp.Request); ok && req.URL != nil {
+						sent.Store(req.URL.Scheme + "://" + req.URL.Host)
+					}
+					return next.HandleFinalize(ctx, in)
+				}), middleware.After)
+		}, func(st *middleware.Stack) error {
 			return st.Deserialize.Add(middleware.DeserializeMiddlewareFunc("kvsrtcDoctorDate",
 				func(ctx context.Context, in middleware.DeserializeInput, next middleware.DeserializeHandler) (middleware.DeserializeOutput, middleware.Metadata, error) {
 					out, md, err := next.HandleDeserialize(ctx, in)
@@ -111,15 +121,30 @@ func (d *run) checkCredentials(ctx context.Context) {
 				}), middleware.After)
 		})
 	})
-	if ep == "" {
-		k.fact("endpoint", "AWS STS ("+d.ctl.Region()+")")
-	} else {
-		k.fact("endpoint", ep)
-	}
 	call := func() (*sts.GetCallerIdentityOutput, error) {
 		return client.GetCallerIdentity(cctx, &sts.GetCallerIdentityInput{})
 	}
 	out, err := call()
+	// The endpoint the request really went to: AWS_ENDPOINT_URL_STS (or
+	// the profile's services section) may have sent it elsewhere than the
+	// regional AWS endpoint.
+	stsEP, _ := sent.Load().(string)
+	if stsEP == "" {
+		stsEP = ep
+	}
+	if stsEP == "" {
+		if b := client.Options().BaseEndpoint; b != nil && *b != "" {
+			stsEP = *b
+		}
+	}
+	switch {
+	case stsEP == "":
+		k.fact("endpoint", "AWS STS ("+d.ctl.Region()+")")
+	case isAWSHost(stsEP):
+		k.fact("endpoint", stsEP+" (AWS STS)")
+	default:
+		k.fact("endpoint", stsEP)
+	}
 	var ae smithy.APIError
 	skewed := false
 	if err != nil && errors.As(err, &ae) && isSkewMessage(ae.ErrorMessage()) {
@@ -146,6 +171,21 @@ func (d *run) checkCredentials(ctx context.Context) {
 				advice = "the request was signed for the wrong region: set AWS_REGION (--region) to the channel's region"
 			}
 			k.fail(viewer.CauseCredentials, err, fmt.Sprintf("STS refused the credentials: %s: %s", ae.ErrorCode(), ae.ErrorMessage()), advice)
+			return
+		}
+		// The local emulator answers STS on the control-plane endpoint:
+		// then an unreachable STS is an unreachable service.
+		service := "STS"
+		if stsEP != "" && stsEP == d.controlEndpoint() {
+			service = "KVS control plane"
+		}
+		if ue := control.Unreachable(err, service, "GetCallerIdentity", stsEP); ue != nil {
+			d.markDown(ue)
+			k.fact("failed", string(ue.Failure))
+			if ue.Proxy != "" {
+				k.fact("proxy", ue.Proxy)
+			}
+			k.fail(viewer.CauseUnreachable, ue, ue.Error(), ue.Advice())
 			return
 		}
 		k.fail(viewer.CauseConfig, err, "could not reach STS: "+err.Error(),
@@ -178,6 +218,9 @@ func (d *run) checkClock(ctx context.Context) {
 	case !d.stsDate.IsZero():
 		offset = d.stsDate.Sub(d.stsLocal)
 		k.fact("source", "Date header of the STS answer")
+	case d.controlDown() != nil:
+		k.skip("needs an answer of " + d.controlDown().Endpoint + ", which is unreachable (see the credentials check)")
+		return
 	default:
 		// Measure with a control-plane call (its answer carries the Date).
 		cctx, cancel := context.WithTimeout(ctx, stepTimeout)
@@ -206,10 +249,57 @@ func (d *run) checkClock(ctx context.Context) {
 	}
 }
 
+// controlEndpoint returns the control-plane endpoint override ("" for
+// AWS's).
+func (d *run) controlEndpoint() string {
+	if ep := d.ctl.Kinesisvideo().Options().BaseEndpoint; ep != nil {
+		return strings.TrimRight(*ep, "/")
+	}
+	return ""
+}
+
+// markDown remembers an endpoint that did not answer, so that later checks
+// do not wait for it again.
+func (d *run) markDown(ue *control.UnreachableError) {
+	if d.down == nil {
+		d.down = map[string]*control.UnreachableError{}
+	}
+	d.down[ue.Endpoint] = ue
+}
+
+// controlDown returns the failure of the control-plane endpoint if an
+// earlier check found it unreachable.
+func (d *run) controlDown() *control.UnreachableError {
+	if ep := d.controlEndpoint(); ep != "" {
+		return d.down[ep]
+	}
+	return nil
+}
+
+// failUnreachable records err as an unreachable service, with its own
+// advice, and reports whether it was one.
+func failUnreachable(k *checker, err error) bool {
+	var ue *control.UnreachableError
+	if !errors.As(err, &ue) {
+		return false
+	}
+	if !k.has("endpoint") {
+		k.fact("endpoint", ue.Endpoint)
+	}
+	k.fact("failed", string(ue.Failure))
+	if ue.Proxy != "" {
+		k.fact("proxy", ue.Proxy)
+	}
+	k.fail(viewer.CauseUnreachable, err, ue.Error(), ue.Advice())
+	return true
+}
+
 // classify maps a control-plane or signaling error to a cause.
 func classify(err error) viewer.Cause {
 	var ce *control.APIError
 	switch {
+	case errors.Is(err, control.ErrUnreachable), errors.Is(err, signaling.ErrUnreachable):
+		return viewer.CauseUnreachable
 	case errors.Is(err, control.ErrClockSkew):
 		return viewer.CauseClockSkew
 	case errors.Is(err, control.ErrChannelNotFound), errors.Is(err, control.ErrChannelDeleting):
@@ -230,6 +320,10 @@ func classify(err error) viewer.Cause {
 // channels that do.
 func (d *run) checkChannel(ctx context.Context) {
 	k := d.begin(CheckChannel, "channel: exists and is ACTIVE")
+	if ue := d.controlDown(); ue != nil {
+		k.skip("needs an answer of " + ue.Endpoint + ", which is unreachable (see the credentials check)")
+		return
+	}
 	cctx, cancel := context.WithTimeout(ctx, stepTimeout)
 	defer cancel()
 	ch, err := d.ctl.ResolveChannel(cctx, d.cfg.Channel)
@@ -238,8 +332,13 @@ func (d *run) checkChannel(ctx context.Context) {
 		k.fact("status", string(ch.Status))
 	}
 	if err != nil {
+		var ue *control.UnreachableError
+		if errors.As(err, &ue) {
+			d.markDown(ue)
+		}
 		cause := classify(err)
 		switch {
+		case failUnreachable(k, err):
 		case errors.Is(err, control.ErrChannelDeleting):
 			k.fail(cause, err, fmt.Sprintf("channel %s is being deleted", d.cfg.Channel),
 				"the channel is being deleted: wait for the deletion to finish and create it again, or use another channel")
@@ -301,7 +400,9 @@ func (d *run) checkEndpoints(ctx context.Context) {
 	defer cancel()
 	ep, err := d.ctl.Endpoints(cctx, d.channel.ARN, kvsproto.RoleViewer)
 	if err != nil {
-		k.fail(classify(err), err, "", "")
+		if !failUnreachable(k, err) {
+			k.fail(classify(err), err, "", "")
+		}
 		return
 	}
 	d.endpoints, d.haveEP = ep, true
@@ -321,7 +422,9 @@ func (d *run) checkICEServers(ctx context.Context) {
 	defer cancel()
 	ice, err := d.ctl.ICEServers(cctx, d.channel.ARN, d.endpoints.HTTPS, "")
 	if err != nil {
-		k.fail(classify(err), err, "", "")
+		if !failUnreachable(k, err) {
+			k.fail(classify(err), err, "", "")
+		}
 		return
 	}
 	d.ice, d.haveICE = ice, true

@@ -45,10 +45,17 @@ type Config struct {
 	// HTTPClient is used for the signaling WebSocket handshake (TLS roots).
 	// Nil: http.DefaultClient.
 	HTTPClient *http.Client
-	// AnswerWait is how long to wait for the master's answer (0: 15 s).
-	// The service keeps an undelivered offer for the channel's message TTL,
-	// so a master that connects within it still answers.
+	// AnswerWait is how long to wait for the master's answer (0: 15 s):
+	// longer than a viewer's answer timeout, so that a master that answers
+	// slowly is told apart from one that does not answer at all. The
+	// service keeps an undelivered offer for the channel's message TTL, so
+	// a master that connects within it still answers.
 	AnswerWait time.Duration
+	// Viewer is the viewer retry policy an answer time is judged by (zero
+	// fields: viewer.DefaultRetryPolicy's): an answer slower than its
+	// AnswerTimeout is a finding (status warn), one slower than its
+	// LateAnswerWindow too (a failure: that viewer never gets it).
+	Viewer viewer.RetryPolicy
 	// ConnectWait is how long ICE may take to connect after the answer
 	// (0: 10 s).
 	ConnectWait time.Duration
@@ -57,7 +64,10 @@ type Config struct {
 	MediaWait time.Duration
 	// VideoCodecs are the video codecs to offer (nil: H264 and VP8).
 	VideoCodecs []string
-	// Audio also asks for audio.
+	// Audio makes the media check also wait for the master's audio and
+	// report its packets. The offer always has a receive-only audio
+	// section, so that a master that sends audio unasked (the KVS C SDK
+	// does) is received cleanly.
 	Audio bool
 	// ForceRelay uses TURN relay candidates only for the media check.
 	ForceRelay bool
@@ -88,6 +98,11 @@ func (c Config) withDefaults() (Config, error) {
 	if c.AnswerWait < 0 || c.ConnectWait < 0 || c.MediaWait < 0 {
 		return c, fmt.Errorf("%w: waits must not be negative", ErrInvalidConfig)
 	}
+	p, err := c.Viewer.WithDefaults()
+	if err != nil {
+		return c, fmt.Errorf("%w: Viewer: %w", ErrInvalidConfig, err)
+	}
+	c.Viewer = p
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -100,6 +115,7 @@ type Status string
 // Check outcomes.
 const (
 	StatusPass Status = "pass"
+	StatusWarn Status = "warn" // works, with a finding (e.g. a master that answers slowly)
 	StatusFail Status = "fail"
 	StatusSkip Status = "skip" // not run: an earlier check failed, or it does not apply
 )
@@ -162,17 +178,18 @@ type Check struct {
 	Name string `json:"name"`
 	// Title says what was checked, for people.
 	Title string `json:"title"`
-	// Status is pass, fail or skip.
+	// Status is pass, warn, fail or skip.
 	Status Status `json:"status"`
 	// Duration is how long the check took.
 	Duration time.Duration `json:"-"`
 	// Evidence is what the check saw.
 	Evidence Facts `json:"evidence,omitempty"`
-	// Detail explains a failure or a skip (or notes something on a pass).
+	// Detail explains a failure, a finding or a skip (or notes something
+	// on a pass).
 	Detail string `json:"detail,omitempty"`
-	// Cause is what a failure means, in viewer.Cause terms.
+	// Cause is what a failure or finding means, in viewer.Cause terms.
 	Cause viewer.Cause `json:"cause,omitempty"`
-	// Advice is what to do about a failure.
+	// Advice is what to do about a failure or finding.
 	Advice string `json:"advice,omitempty"`
 	// Err is the underlying error of a failure (not serialized).
 	Err error `json:"-"`
@@ -191,7 +208,8 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // Verdict is the conclusion of a diagnosis.
 type Verdict struct {
-	// OK is true when every check passed (skips aside).
+	// OK is true when every check passed (skips aside): a failure or a
+	// finding (warn) makes it false.
 	OK bool `json:"ok"`
 	// Cause is the most likely reason the viewer gets no answer or no
 	// video (CauseNone when OK).
@@ -288,6 +306,7 @@ type run struct {
 	haveICE   bool
 	clientID  string
 	idOK      bool
+	down      map[string]*control.UnreachableError // endpoints found unreachable
 }
 
 // checker times one check and records it.
@@ -303,6 +322,16 @@ func (d *run) begin(name, title string) *checker {
 
 func (k *checker) fact(key string, v any) { k.c.Evidence = append(k.c.Evidence, Fact{key, v}) }
 
+// has reports whether the check has evidence under key.
+func (k *checker) has(key string) bool {
+	for _, f := range k.c.Evidence {
+		if f.Key == key {
+			return true
+		}
+	}
+	return false
+}
+
 func (k *checker) done(st Status, detail string) Check {
 	k.c.Status, k.c.Detail = st, detail
 	k.c.Duration = time.Since(k.start)
@@ -317,6 +346,12 @@ func (k *checker) done(st Status, detail string) Check {
 func (k *checker) pass(detail string) Check { return k.done(StatusPass, detail) }
 
 func (k *checker) skip(detail string) Check { return k.done(StatusSkip, detail) }
+
+// warn records a finding: the check works, but not well enough.
+func (k *checker) warn(cause viewer.Cause, detail, advice string) Check {
+	k.c.Cause, k.c.Advice = cause, advice
+	return k.done(StatusWarn, detail)
+}
 
 // fail records a failure with its cause; advice "" takes the cause's.
 func (k *checker) fail(cause viewer.Cause, err error, detail, advice string) Check {

@@ -38,12 +38,21 @@ func SeedReason(c viewer.Cause) (int, string) {
 	return r.n, r.text
 }
 
-// verdict concludes from the checks: the first failure names the cause.
+// verdict concludes from the checks: the first failure names the cause,
+// else the first finding.
 func verdict(checks []Check) Verdict {
-	for _, c := range checks {
-		if c.Status != StatusFail {
-			continue
+	first := -1
+	for i, c := range checks {
+		if c.Status == StatusFail {
+			first = i
+			break
 		}
+		if c.Status == StatusWarn && first < 0 {
+			first = i
+		}
+	}
+	if first >= 0 {
+		c := checks[first]
 		v := Verdict{Cause: c.Cause, Check: c.Name, Advice: c.Advice}
 		n, text := SeedReason(c.Cause)
 		v.SeedReason = n
@@ -82,7 +91,7 @@ func (r *Report) WriteText(w io.Writer) {
 
 // WriteCheck writes one check as WriteText does.
 func WriteCheck(w io.Writer, c Check) {
-	mark := map[Status]string{StatusPass: "PASS", StatusFail: "FAIL", StatusSkip: "SKIP"}[c.Status]
+	mark := map[Status]string{StatusPass: "PASS", StatusWarn: "WARN", StatusFail: "FAIL", StatusSkip: "SKIP"}[c.Status]
 	fmt.Fprintf(w, "[%s] %-12s %8s  %s\n", mark, c.Name, c.Duration.Round(time.Millisecond), c.Title)
 	for _, f := range c.Evidence {
 		fmt.Fprintf(w, "       %s: %s\n", f.Key, formatValue(f.Value))

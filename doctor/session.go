@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtcp"
@@ -92,7 +94,9 @@ func (d *run) checkSession(ctx context.Context) {
 			k.fact("httpStatus", he.StatusCode)
 			k.fact("errorCode", he.Code)
 		}
-		k.fail(classifySignaling(err), err, "", "")
+		if !failUnreachable(k, err) {
+			k.fail(classifySignaling(err), err, "", "")
+		}
 		rest("needs the signaling connection")
 		return
 	}
@@ -107,6 +111,8 @@ func (d *run) checkSession(ctx context.Context) {
 func classifySignaling(err error) viewer.Cause {
 	var he *signaling.HandshakeError
 	switch {
+	case errors.Is(err, signaling.ErrUnreachable):
+		return viewer.CauseUnreachable
 	case errors.As(err, &he) && errors.Is(err, signaling.ErrForbidden) && isSkewMessage(he.Message):
 		return viewer.CauseClockSkew
 	case errors.Is(err, signaling.ErrForbidden):
@@ -138,9 +144,11 @@ type probe struct {
 	states   chan webrtc.ICEConnectionState
 	tracks   chan *webrtc.TrackRemote
 	keyframe chan time.Time
+	audio    chan time.Time // the first audio packet
 
 	corr      string
 	offerAt   time.Time
+	offerSDP  string // as sent (with a=ice-options:trickle)
 	answer    string
 	answerAt  time.Time
 	status    *kvsproto.StatusResponse
@@ -149,8 +157,10 @@ type probe struct {
 	pending   []webrtc.ICECandidateInit
 	iceState  webrtc.ICEConnectionState
 	keyAt     time.Time
+	audioAt   time.Time // first audio packet
 	local     map[string]int
-	remote    map[string]int
+	remote    map[string]int // trickled by the master, by type
+	audioPkts *atomic.Int64  // RTP packets of the master's audio, read and dropped
 }
 
 func (p *probe) close() {
@@ -170,7 +180,12 @@ func (p *probe) closePC() {
 func (p *probe) newPC(codecs []string) error {
 	p.closePC()
 	d := p.d
-	api, err := rtc.NewAPI(rtc.Config{LoopbackOnly: d.cfg.LoopbackOnly, VideoCodecs: codecs, Audio: d.cfg.Audio, Logger: d.log})
+	// Opus is always registered and an audio section always offered
+	// (recvonly): a master that sends audio anyway (the KVS C SDK sends
+	// its audio track whatever the offer asks for) then has somewhere to
+	// send it, instead of RTP that pion logs as unhandled ("codec not
+	// found") at ERROR level.
+	api, err := rtc.NewAPI(rtc.Config{LoopbackOnly: d.cfg.LoopbackOnly, VideoCodecs: codecs, Audio: true, Logger: d.log, TURNRootCAs: rtc.RootCAs(d.cfg.HTTPClient)})
 	if err != nil {
 		return err
 	}
@@ -178,6 +193,7 @@ func (p *probe) newPC(codecs []string) error {
 	for _, s := range d.ice.Servers {
 		pcCfg.ICEServers = append(pcCfg.ICEServers, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
 	}
+	pcCfg.ICEServers = rtc.ICEServers(pcCfg.ICEServers)
 	if d.cfg.ForceRelay {
 		pcCfg.ICETransportPolicy = webrtc.ICETransportPolicyRelay
 	}
@@ -190,11 +206,9 @@ func (p *probe) newPC(codecs []string) error {
 		_ = pc.Close()
 		return err
 	}
-	if d.cfg.Audio {
-		if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, recv); err != nil {
-			_ = pc.Close()
-			return err
-		}
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, recv); err != nil {
+		_ = pc.Close()
+		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -204,7 +218,12 @@ func (p *probe) newPC(codecs []string) error {
 	p.states = make(chan webrtc.ICEConnectionState, 16)
 	p.tracks = make(chan *webrtc.TrackRemote, 4)
 	p.keyframe = make(chan time.Time, 1)
+	p.audio = make(chan time.Time, 1)
+	p.audioAt = time.Time{}
+	audioFirst := p.audio
 	p.local, p.remote = map[string]int{}, map[string]int{}
+	p.audioPkts = &atomic.Int64{}
+	audioPkts := p.audioPkts
 	p.answer, p.status, p.remoteSet, p.pending, p.keyAt = "", nil, false, nil, time.Time{}
 	p.iceState = webrtc.ICEConnectionStateNew
 	cands, states, tracks, keyframe, video := p.cands, p.states, p.tracks, p.keyframe, p.video
@@ -225,6 +244,22 @@ func (p *probe) newPC(codecs []string) error {
 	})
 	pc.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 		if t.Kind() != webrtc.RTPCodecTypeVideo {
+			// Audio: read (so that pion's buffers do not fill) and count.
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					if _, _, err := t.ReadRTP(); err != nil {
+						return
+					}
+					if audioPkts.Add(1) == 1 {
+						select {
+						case audioFirst <- time.Now():
+						default:
+						}
+					}
+				}
+			}()
 			return
 		}
 		ssrc := uint32(t.SSRC())
@@ -272,9 +307,18 @@ func (p *probe) offer(ctx context.Context) error {
 	if err := p.pc.SetLocalDescription(o); err != nil {
 		return err
 	}
+	// Announce trickle ICE in what is sent (pion neither writes it nor
+	// accepts a modified local description): the KVS C SDK decides from
+	// this attribute alone whether its peer trickles, and answers an offer
+	// without it only when its own gathering ends (10 s).
+	sent, err := rtc.WithTrickle(o.SDP)
+	if err != nil {
+		return err
+	}
+	p.offerSDP = sent
 	p.corr = signaling.NewCorrelationID()
 	p.offerAt = time.Now()
-	return p.sig.SendOffer(ctx, kvsproto.SessionDescription{Type: "offer", SDP: o.SDP}, "", p.corr)
+	return p.sig.SendOffer(ctx, kvsproto.SessionDescription{Type: "offer", SDP: sent}, "", p.corr)
 }
 
 // pump handles events for at most d or until done.
@@ -299,6 +343,8 @@ func (p *probe) pump(ctx context.Context, d time.Duration, done func() bool) {
 		case <-p.tracks:
 		case at := <-p.keyframe:
 			p.keyAt = at
+		case at := <-p.audio:
+			p.audioAt = at
 		case ev, ok := <-p.sigEv:
 			if !ok {
 				p.sigEv = nil
@@ -367,6 +413,9 @@ func (p *probe) run(ctx context.Context) {
 		return
 	}
 	k.fact("correlationId", p.corr)
+	if sum, err := rtc.Summarize(p.offerSDP); err == nil {
+		k.fact("offerTrickle", sum.Trickle)
+	}
 	offered := d.cfg.VideoCodecs
 	if len(offered) == 0 {
 		offered = []string{"H264", "VP8"}
@@ -416,6 +465,9 @@ func (p *probe) run(ctx context.Context) {
 			k.fact("messageTtl", ttl.String())
 		}
 		detail := fmt.Sprintf("no answer and no STATUS_RESPONSE within %v", d.cfg.AnswerWait)
+		if d.cfg.AnswerWait > d.cfg.Viewer.AnswerTimeout {
+			detail += fmt.Sprintf(", %.0f times the viewer's %v answer timeout: the master is not merely slow, it does not answer", float64(d.cfg.AnswerWait)/float64(d.cfg.Viewer.AnswerTimeout), d.cfg.Viewer.AnswerTimeout)
+		}
 		if ttl > d.cfg.AnswerWait {
 			detail += fmt.Sprintf(" (the offer stays queued for the channel's %v TTL: a master that connects within it still gets it)", ttl)
 		}
@@ -424,8 +476,16 @@ func (p *probe) run(ctx context.Context) {
 		skipRest("no answer")
 		return
 	}
-	k.fact("answerTime", p.answerAt.Sub(p.offerAt).Round(time.Millisecond).String())
+	took := p.answerAt.Sub(p.offerAt)
+	early := len(p.pending) // candidates trickled before the answer
+	k.fact("answerTime", took.Round(time.Millisecond).String())
 	k.fact("answeredVideo", sdpVideoCodec(p.answer))
+	sum, sumErr := rtc.Summarize(p.answer)
+	if sumErr == nil {
+		k.fact("answerTrickle", sum.Trickle)
+		k.fact("answerCandidates", sum.Candidates)
+	}
+	k.fact("trickledBeforeAnswer", early)
 	if err := answerUsable(p.answer); err != nil {
 		k.fail(viewer.CauseBadOffer, err, "", "")
 		skipRest("the answer cannot be used")
@@ -441,8 +501,49 @@ func (p *probe) run(ctx context.Context) {
 		_ = p.pc.AddICECandidate(c)
 	}
 	p.pending = nil
-	k.pass("")
+	p.judgeAnswerTime(k, took, sum, early)
 	p.checkICE(ctx)
+}
+
+// judgeAnswerTime passes an answer that came within the viewer's answer
+// timeout; a slower one is a finding (warn) with the measured time, the
+// likely reason and the fix, and a failure when even the viewer's
+// late-answer window is too short for it.
+func (p *probe) judgeAnswerTime(k *checker, took time.Duration, sum rtc.Summary, early int) {
+	pol := p.d.cfg.Viewer
+	if took <= pol.AnswerTimeout {
+		k.pass("")
+		return
+	}
+	k.fact("viewerAnswerTimeout", pol.AnswerTimeout.String())
+	t := took.Round(100 * time.Millisecond)
+	suggest := (took + time.Second).Truncate(time.Second)
+	detail := fmt.Sprintf("the master answered after %v, later than the viewer's %v answer timeout (it works, it is slow): %s",
+		t, pol.AnswerTimeout, slowReason(sum, early))
+	camera := "on the camera's side, answer before ICE gathering ends (trickle ICE: a KVS C SDK camera does when the offer carries a=ice-options:trickle, as kvsrtc's offers do), and give it STUN/TURN servers it can reach"
+	if pol.LateAnswerWindow > pol.AnswerTimeout && took <= pol.LateAnswerWindow {
+		k.fact("viewerLateAnswerWindow", pol.LateAnswerWindow.String())
+		k.warn(viewer.CauseSlowAnswer, detail, fmt.Sprintf(
+			"kvsrtc view with default settings still connects, but slowly: an attempt keeps listening for a late answer for up to %v while the next offer goes out, so video comes after about %v and the camera answers two offers; `kvsrtc view --answer-timeout %v` waits for this answer in the first attempt and sends only one offer; %s",
+			pol.LateAnswerWindow, t, suggest, camera))
+		return
+	}
+	window := "it has no late-answer window"
+	if pol.LateAnswerWindow > pol.AnswerTimeout {
+		window = fmt.Sprintf("late-answer window %v", pol.LateAnswerWindow)
+	}
+	k.fail(viewer.CauseSlowAnswer, viewer.ErrAnswerTimeout, detail+fmt.Sprintf("; a viewer with these settings gives up on every attempt before its answer comes (%s)", window),
+		fmt.Sprintf("use `kvsrtc view --answer-timeout %v` (the measured answer time plus a margin); %s", suggest, camera))
+}
+
+// slowReason says why an answer was slow, from what the answer carries.
+func slowReason(sum rtc.Summary, early int) string {
+	switch {
+	case sum.Candidates > 0 && !sum.Trickle && early == 0:
+		return fmt.Sprintf("it does not trickle ICE: the answer carries all %d of its candidates and no a=ice-options:trickle, so it answered only once its candidate gathering was done, and gathering took that long "+
+			"(a KVS C SDK camera answers an offer it takes for non-trickle after its 10 s gathering timeout; any camera waits that long for a STUN or TURN server that does not answer)", sum.Candidates)
+	}
+	return "it trickles its candidates, so the time went before it answered: an overloaded camera, a slow uplink or a slow signaling path"
 }
 
 // answeredWithAllCodecs offers H264 and VP8 on a new peer connection and
@@ -498,8 +599,17 @@ func (p *probe) checkICE(ctx context.Context) {
 			p.iceState == webrtc.ICEConnectionStateFailed
 	}
 	p.pump(ctx, d.cfg.ConnectWait, connected)
+	// A master that does not trickle puts its candidates in the answer:
+	// count both.
+	inAnswer := sdpCandidates(p.answer)
+	all := maps.Clone(p.remote)
+	for typ, n := range inAnswer {
+		all[typ] += n
+	}
 	k.fact("localCandidates", typeCounts(p.local))
-	k.fact("remoteCandidates", typeCounts(p.remote))
+	k.fact("remoteCandidates", typeCounts(all))
+	k.fact("remoteInAnswer", total(inAnswer))
+	k.fact("remoteTrickled", total(p.remote))
 	if ctx.Err() != nil {
 		k.skip("interrupted")
 		d.begin(CheckMedia, "media: video arrives").skip("interrupted")
@@ -515,8 +625,8 @@ func (p *probe) checkICE(ctx context.Context) {
 			detail += "; relay only, and no relay candidate was gathered"
 			advice = ""
 		}
-		if len(p.remote) == 0 {
-			detail += "; the master sent no ICE candidates"
+		if len(all) == 0 {
+			detail += "; the master sent no ICE candidates (none in its answer, none trickled)"
 		}
 		k.fail(cause, nil, detail, advice)
 		d.begin(CheckMedia, "media: video arrives").skip("not connected")
@@ -528,6 +638,25 @@ func (p *probe) checkICE(ctx context.Context) {
 	k.fact("connectTime", time.Since(p.answerAt).Round(time.Millisecond).String())
 	k.pass("")
 	p.checkMedia(ctx)
+}
+
+// sdpCandidates counts the a=candidate lines of an SDP by type.
+func sdpCandidates(sdp string) map[string]int {
+	out := map[string]int{}
+	for line := range strings.SplitSeq(sdp, "\n") {
+		if c, ok := strings.CutPrefix(strings.TrimSpace(line), "a="); ok && strings.HasPrefix(c, "candidate:") {
+			out[candidateType(c)]++
+		}
+	}
+	return out
+}
+
+func total(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
 }
 
 func typeCounts(m map[string]int) map[string]int {
@@ -544,7 +673,8 @@ func typeCounts(m map[string]int) map[string]int {
 func (p *probe) checkMedia(ctx context.Context) {
 	d := p.d
 	k := d.begin(CheckMedia, "media: video arrives")
-	p.pump(ctx, d.cfg.MediaWait, func() bool { return !p.keyAt.IsZero() })
+	// With Config.Audio, also wait (as long) for the first audio packet.
+	p.pump(ctx, d.cfg.MediaWait, func() bool { return !p.keyAt.IsZero() && (!d.cfg.Audio || !p.audioAt.IsZero()) })
 	st := p.video.Snapshot()
 	if ctx.Err() != nil {
 		k.skip("interrupted")
@@ -563,5 +693,12 @@ func (p *probe) checkMedia(ctx context.Context) {
 	k.fact("codec", string(st.Codec))
 	k.fact("resolution", fmt.Sprintf("%dx%d", st.Width, st.Height))
 	k.fact("frames", st.Frames)
-	k.pass("")
+	note := ""
+	if n := p.audioPkts.Load(); n > 0 || d.cfg.Audio {
+		k.fact("audioPackets", n)
+		if n == 0 {
+			note = fmt.Sprintf("no audio within %v: the camera sends none, or not in Opus", d.cfg.MediaWait)
+		}
+	}
+	k.pass(note)
 }

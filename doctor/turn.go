@@ -45,6 +45,9 @@ func (d *run) checkTURN(ctx context.Context) {
 			if err != nil || (u.Scheme != stun.SchemeTypeTURN && u.Scheme != stun.SchemeTypeTURNS) {
 				continue
 			}
+			if u.Scheme == stun.SchemeTypeTURNS && u.Proto == stun.ProtoTypeUDP {
+				continue // TURN over DTLS: kvsrtc's peers (like the C SDK) do not use it
+			}
 			tried++
 			start := time.Now()
 			relay, err := d.allocate(ctx, u, s.Username, s.Credential)

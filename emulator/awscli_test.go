@@ -134,7 +134,7 @@ func TestAWSCLI(t *testing.T) {
 		}
 	}
 	aws.mustJSON(&ice, "kinesis-video-signaling", "get-ice-server-config", "--channel-arn", created.ChannelARN, "--endpoint-url", https)
-	if len(ice.IceServerList) != 1 || ice.IceServerList[0].Ttl != 300 || len(ice.IceServerList[0].Uris) < 2 || ice.IceServerList[0].Password == "" {
+	if len(ice.IceServerList) != 1 || ice.IceServerList[0].Ttl != 300 || len(ice.IceServerList[0].Uris) < 1 || ice.IceServerList[0].Password == "" {
 		t.Fatalf("ice %+v", ice)
 	}
 

@@ -31,6 +31,10 @@ const (
 	DefaultMaxConnDuration = time.Hour
 	DefaultGoAwayGrace     = time.Minute
 	DefaultMaxViewers      = kvsproto.MaxViewersPerChannel
+	// DefaultTURNQuota is Config.TURNQuota's default: enough for a master
+	// that serves the most viewers a channel allows over one credential,
+	// each peer allocating over the three URIs (UDP, DTLS, TLS).
+	DefaultTURNQuota = 3 * kvsproto.MaxViewersPerChannel
 )
 
 // ErrInvalidConfig is matched (errors.Is) by every error Start returns for a
@@ -61,7 +65,8 @@ type Config struct {
 	TLS bool
 	// DataDir, when set, persists channels (channels.json) and the TLS
 	// certificate (cert.pem, key.pem) there; otherwise all state is in
-	// memory.
+	// memory. A Server holds the directory locked (LockFileName) until
+	// Close: Start fails with ErrDataDirInUse while another holds it.
 	DataDir string
 	// Channels are channel names created at start if they do not exist.
 	Channels []string
@@ -75,6 +80,10 @@ type Config struct {
 	// TURNDisabled runs no TURN server; GetIceServerConfig then returns an
 	// empty IceServerList.
 	TURNDisabled bool
+	// TURNQuota is the most TURN allocations one credential (username)
+	// may hold at once; more are refused with 486 Allocation Quota Reached.
+	// Default DefaultTURNQuota.
+	TURNQuota int
 	// IdleTimeout closes a WebSocket without signaling messages for this
 	// long; default 10 min.
 	IdleTimeout time.Duration
@@ -89,8 +98,8 @@ type Config struct {
 	GoAwayGrace time.Duration
 	// MaxViewers is the viewer limit per channel; default 10.
 	MaxViewers int
-	// DisableQuotas turns off the connect and message rate limits (for
-	// benchmarks).
+	// DisableQuotas turns off the connect and message rate limits and the
+	// cap of 4096 connections open at once (for benchmarks).
 	DisableQuotas bool
 	// Faults are fault specs (see ParseFault) applied at start.
 	Faults []string
@@ -98,6 +107,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the service clock before any skew; default time.Now.
 	Now func() time.Time
+	// AdminToken is the token the admin API (/_kvsrtc/) requires (16 to 256
+	// printable characters); default a random one, see Server.AdminToken.
+	AdminToken string
 }
 
 // Limits that are not configurable.
@@ -153,6 +165,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.ICETTL < time.Second || c.ICETTL > 24*time.Hour {
 		return c, invalidConfig("ICETTL", "%v is outside 1s..24h", c.ICETTL)
 	}
+	if c.TURNQuota == 0 {
+		c.TURNQuota = DefaultTURNQuota
+	}
+	if c.TURNQuota < 0 {
+		return c, invalidConfig("TURNQuota", "%d must not be negative (0 means the default, %d)", c.TURNQuota, DefaultTURNQuota)
+	}
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = DefaultIdleTimeout
 	}
@@ -196,6 +214,11 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	tok, err := adminTokenOrNew(c.AdminToken)
+	if err != nil {
+		return c, err
+	}
+	c.AdminToken = tok
 	return c, nil
 }
 

@@ -67,6 +67,13 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.DataDir != "" {
+		// Paths the service prints (AWS_CA_BUNDLE) must work from any
+		// directory.
+		if cfg.DataDir, err = filepath.Abs(cfg.DataDir); err != nil {
+			return nil, fmt.Errorf("%w: DataDir: %w", ErrInvalidConfig, err)
+		}
+	}
 	faults := make([]Fault, 0, len(cfg.Faults))
 	for _, spec := range cfg.Faults {
 		f, err := ParseFault(spec)
@@ -90,12 +97,14 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", cfg.Addr)
 	if err != nil {
+		s.store.close()
 		return nil, fmt.Errorf("emulator: listen on %s: %w", cfg.Addr, err)
 	}
 	ok := false
 	defer func() {
 		if !ok {
 			_ = ln.Close()
+			s.store.close()
 			if s.turn != nil {
 				_ = s.turn.close()
 			}
@@ -124,11 +133,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	s.host = hostPort(host, port, cfg.TLS)
 	s.verifier = &sigv4.Verifier{Lookup: s.lookupCredentials, Now: s.now}
 	if !cfg.TURNDisabled {
-		turnIP := "127.0.0.1"
-		if ip := net.ParseIP(reqHost); ip != nil && !ip.IsUnspecified() {
-			turnIP = ip.String()
-		}
-		s.turn, err = startTURN(turnIP, s.tls, s.now, s.log)
+		s.turn, err = s.startTURN(ctx, ln.Addr().(*net.TCPAddr), host)
 		if err != nil {
 			return nil, err
 		}
@@ -168,21 +173,30 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 				return nil, fmt.Errorf("emulator: writing CA file: %w", errors.Join(werr, cerr))
 			}
 			s.caFile, s.removeCAFile = f.Name(), true
+			if abs, err := filepath.Abs(f.Name()); err == nil {
+				s.caFile = abs
+			}
 		}
 	}
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
 	s.httpSrv = &http.Server{
 		Handler:           s,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: httpLimits.readHeader,
+		ReadTimeout:       httpLimits.read,
+		WriteTimeout:      httpLimits.write,
+		IdleTimeout:       httpLimits.idle,
 		MaxHeaderBytes:    64 << 10,
 		BaseContext:       func(net.Listener) context.Context { return s.baseCtx },
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		ConnState:         s.connState,
 	}
 	s.ln = ln
+	if !cfg.DisableQuotas {
+		// Benchmarks (quotas off) hold more sockets than the cap allows.
+		s.ln = limitListener(ln, httpLimits.maxConns)
+	}
 	if s.tls != nil {
-		s.ln = tls.NewListener(ln, &tls.Config{
+		s.ln = tls.NewListener(s.ln, &tls.Config{
 			Certificates: []tls.Certificate{s.tls.cert},
 			MinVersion:   tls.VersionTLS12,
 			NextProtos:   []string{"http/1.1"},
@@ -194,6 +208,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		}
 	}
 	ok = true
+	s.store.setURL(s.URL())
+	for _, n := range s.store.staleTemps {
+		s.log.Info("removed a temporary file of an interrupted write", "file", n)
+	}
 	go func() {
 		defer close(s.serveDone)
 		if err := s.httpSrv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -486,6 +504,7 @@ func (s *Server) Close() error {
 		if s.removeCAFile {
 			_ = os.Remove(s.caFile)
 		}
+		s.store.close()
 		s.closeErr = err
 		s.log.Info("kvsrtc local signaling service stopped")
 	})

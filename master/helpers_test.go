@@ -307,6 +307,8 @@ type testViewer struct {
 	audio    *frameLog
 	answered chan struct{}
 	ssrc     atomic.Uint32 // of the video track
+	videoPT  atomic.Uint32 // payload type the video arrives with
+	answer   atomic.Pointer[string]
 
 	mu      sync.Mutex
 	closed  bool
@@ -362,6 +364,7 @@ func startViewer(t testing.TB, env *testEnv, id string, o viewerOpts) *testViewe
 			sink = v.audio
 		} else {
 			v.ssrc.Store(uint32(tr.SSRC()))
+			v.videoPT.Store(uint32(tr.PayloadType()))
 		}
 		pc := v.pc
 		rcv, err := media.NewReceiver(tr, media.ReceiverConfig{
@@ -429,6 +432,8 @@ func (v *testViewer) signalLoop() {
 			}
 			if !remote {
 				remote = true
+				sdp := ev.SDP.SDP
+				v.answer.Store(&sdp)
 				close(v.answered)
 			}
 			for _, c := range pending {

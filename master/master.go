@@ -214,6 +214,7 @@ func (r *run) run(parent context.Context) (err error) {
 		Audio:        r.cfg.Audio != nil,
 		ICEPortMin:   r.cfg.ICEPortMin,
 		ICEPortMax:   r.cfg.ICEPortMax,
+		TURNRootCAs:  rtc.RootCAs(r.cfg.HTTPClient),
 	})
 	if err != nil {
 		return fmt.Errorf("master: %w", err)
@@ -622,6 +623,9 @@ func (r *run) restartPeer(ctx context.Context, p *peer, offer *kvsproto.SessionD
 	answer, err := p.pc.CreateAnswer(nil)
 	if err == nil {
 		err = p.pc.SetLocalDescription(answer)
+	}
+	if err == nil {
+		answer.SDP, err = rtc.WithTrickle(answer.SDP) // what is sent; see newPeer
 	}
 	if err != nil {
 		r.log.Warn("cannot answer the viewer's ICE restart; replacing its peer", "viewer", p.id, "err", err)

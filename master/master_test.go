@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
 	"go.uber.org/goleak"
 
 	"github.com/kvsrtc/kvsrtc/control"
@@ -470,5 +471,40 @@ func TestMasterDropsAStuckICERestart(t *testing.T) {
 	}
 	if got := viewerIDs(rm.m); len(got) != 0 {
 		t.Fatalf("viewers: %v", got)
+	}
+}
+
+// TestMasterAnswerListsOnlyTheCodecItSends pins what go2rtc needs: it binds
+// to the first payload type the answer lists for a kind, so the answer must
+// list exactly the one the media goes out on. The test viewer offers four
+// H.264 payload types and Opus; the answer must carry one of each, trickle
+// ICE must be announced, and the RTP must arrive on the listed type.
+func TestMasterAnswerListsOnlyTheCodecItSends(t *testing.T) {
+	env := newEnv(t)
+	startMaster(t, env, true)
+	v := startViewer(t, env, "one-codec", viewerOpts{codecs: []string{"H264"}, audio: true})
+	checkKeyframe(t, v)
+	answer := *v.answer.Load()
+	sum, err := rtc.Summarize(answer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sum.Trickle {
+		t.Errorf("the answer does not announce trickle ICE (a=ice-options:trickle):\n%s", answer)
+	}
+	var video []webrtc.RTPCodecParameters
+	for _, m := range sum.Media {
+		if len(m.Codecs) != 1 {
+			t.Errorf("%s section lists %d codecs, want exactly 1:\n%s", m.Kind, len(m.Codecs), answer)
+		}
+		if m.Kind == "video" {
+			video = m.Codecs
+		}
+	}
+	if len(video) == 0 {
+		t.Fatalf("no video codec in the answer:\n%s", answer)
+	}
+	if got := webrtc.PayloadType(v.videoPT.Load()); got != video[0].PayloadType {
+		t.Errorf("video arrives on payload type %d; the answer lists %d", got, video[0].PayloadType)
 	}
 }

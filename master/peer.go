@@ -3,6 +3,7 @@ package master
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -120,7 +121,7 @@ func iceServers(cfg control.ICEConfig) []webrtc.ICEServer {
 	for _, s := range cfg.Servers {
 		out = append(out, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
 	}
-	return out
+	return rtc.ICEServers(out)
 }
 
 // newPeer builds a peer for an offer: a PeerConnection with the remote
@@ -174,6 +175,12 @@ func (r *run) newPeer(ctx context.Context, id string, offer *kvsproto.SessionDes
 	if err != nil {
 		return fail("adding the video track", err)
 	}
+	// Answer with exactly the codec and payload type the track sends on:
+	// a viewer that binds to the first listed payload type (go2rtc) would
+	// otherwise drop media sent on another one.
+	if err := rtc.PreferAnswerCodec(pc, vs, vcap); err != nil {
+		return fail("choosing the video codec", err)
+	}
 	p.readRTCP(vs, true)
 	if withAudio {
 		acap, err := rtc.Capability(rtc.CodecOpus)
@@ -187,6 +194,9 @@ func (r *run) newPeer(ctx context.Context, id string, offer *kvsproto.SessionDes
 		if err != nil {
 			return fail("adding the audio track", err)
 		}
+		if err := rtc.PreferAnswerCodec(pc, as, acap); err != nil {
+			return fail("choosing the audio codec", err)
+		}
 		p.readRTCP(as, false)
 	}
 	answer, err := pc.CreateAnswer(nil)
@@ -196,7 +206,39 @@ func (r *run) newPeer(ctx context.Context, id string, offer *kvsproto.SessionDes
 	if err := pc.SetLocalDescription(answer); err != nil {
 		return fail("setting the answer", err)
 	}
-	return p, answer.SDP, nil
+	// Announce trickle ICE in what is sent (pion refuses a modified local
+	// description, and the attribute only informs the viewer): the C SDK
+	// treats a peer whose SDP lacks it as non-trickle.
+	//
+	// The host candidates, gathered within a few milliseconds, also go into
+	// the answer (they are trickled as well): a viewer that knows them when
+	// it applies the answer does not meet the master's first connectivity
+	// checks as an unknown, peer-reflexive address, which pion-based
+	// viewers (go2rtc) hold back for 1 s before using.
+	sent, err := rtc.WithTrickle(withGatheredCandidates(pc, answer.SDP, hostGatherWait))
+	if err != nil {
+		return fail("creating the answer", err)
+	}
+	return p, sent, nil
+}
+
+// hostGatherWait bounds how long an answer waits for the host candidates.
+const hostGatherWait = 20 * time.Millisecond
+
+// withGatheredCandidates returns the local description with the candidates
+// gathered so far, once it has at least one (waiting at most wait), or sdp
+// as it was.
+func withGatheredCandidates(pc *webrtc.PeerConnection, sdp string, wait time.Duration) string {
+	deadline := time.Now().Add(wait)
+	for {
+		if ld := pc.LocalDescription(); ld != nil && strings.Contains(ld.SDP, "a=candidate:") {
+			return ld.SDP
+		}
+		if time.Now().After(deadline) {
+			return sdp
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // readRTCP reads a sender's RTCP until the peer is closed (which pion's

@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -60,12 +61,48 @@ const maxPageSessions = 16
 // caches make it instant).
 const pageMintTimeout = 3 * time.Second
 
-// Timeouts of the HTTP server Serve runs.
+// Limits of the HTTP server Serve runs.
 const (
-	readHeaderTimeout = 10 * time.Second
-	shutdownTimeout   = 5 * time.Second
-	maxBodyBytes      = 16 << 10
+	shutdownTimeout = 5 * time.Second
+	maxBodyBytes    = 16 << 10
+	maxHeaderBytes  = 64 << 10
 )
+
+// serverLimits are the timeouts and the connection cap of Serve's HTTP
+// server. Every response is small and every request body at most 16 KiB
+// (the player serves no WebSocket: browsers open theirs to KVS), so short
+// timeouts cost nothing and stop slow clients from holding connections.
+type serverLimits struct {
+	readHeader, read, write, idle time.Duration
+	maxConns                      int
+}
+
+var defaultServerLimits = serverLimits{
+	readHeader: 10 * time.Second,
+	read:       20 * time.Second,
+	write:      30 * time.Second,
+	idle:       90 * time.Second,
+	maxConns:   1024,
+}
+
+// Sign-in limits: each client address (IPv6: each /64) may fail 10 checks,
+// then one every 5 s. A blocked client is still checked (so that the right
+// token gets in from an address an attacker shares), but all blocked
+// clients together get only a few checks a second.
+const (
+	loginRate         = 0.2
+	loginBurst        = 10
+	blockedCheckRate  = 2
+	blockedCheckBurst = 10
+)
+
+// evictRate bounds how often the pages' reports may make the server forget
+// a channel's cached ARN and endpoints (each costs control-plane calls
+// against the account's small TPS limits): once per 10 s per channel.
+const evictRate = 0.1
+
+// hstsValue is the Strict-Transport-Security of responses over HTTPS.
+const hstsValue = "max-age=15552000"
 
 // Server is the web player: it serves the embedded pages and the JSON API
 // that mints viewer sessions for them. It is an http.Handler; Run keeps its
@@ -77,8 +114,12 @@ type Server struct {
 	chans    *channels
 	ids      *viewer.ClientIDs
 	sessions *limiter
-	logins   *limiter
+	logins   *limiter // failed sign-in checks (bearer, cookie, form, ?token=, ?code=) per client
+	gate     *limiter // checks of blocked clients, all together
 	reports  *limiter
+	evicts   *limiter // channel cache evictions on the pages' reports, per channel
+	proxies  proxies
+	limits   serverLimits
 	metrics  *metrics
 	log      *slog.Logger
 	mux      *http.ServeMux
@@ -113,15 +154,23 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	policy, _ := c.Retry.WithDefaults()
+	px, err := parseProxies(c.TrustedProxies)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
 		cfg:      c,
 		policy:   policy,
-		auth:     newAuth(c.Auth),
+		auth:     newAuth(c.Auth, c.SessionMaxAge, c.Now),
 		chans:    newChannels(c.Control, c.Channels, c.ChannelRefresh, c.Now),
 		ids:      &viewer.ClientIDs{Prefix: c.ClientIDPrefix, Now: c.Now},
 		sessions: newLimiter(c.SessionRate, c.SessionBurst, c.Now),
-		logins:   newLimiter(0.2, 10, c.Now),
+		logins:   newLimiter(loginRate, loginBurst, c.Now),
+		gate:     newLimiter(blockedCheckRate, blockedCheckBurst, c.Now),
 		reports:  newLimiter(5, 50, c.Now),
+		evicts:   newLimiter(evictRate, 1, c.Now),
+		proxies:  px,
+		limits:   defaultServerLimits,
 		metrics:  newMetrics(),
 		log:      c.Logger,
 		issued:   make(map[string]issuedID),
@@ -227,6 +276,8 @@ type pagePolicy struct {
 	BudgetMs          int64 `json:"budgetMs"` // <= 0: none
 	StallTimeoutMs    int64 `json:"stallTimeoutMs"`
 	ICERestartGraceMs int64 `json:"iceRestartGraceMs"`
+	// LateAnswerWindowMs: see viewer.RetryPolicy.LateAnswerWindow (<= 0: off).
+	LateAnswerWindowMs int64 `json:"lateAnswerWindowMs"`
 }
 
 type pageConfig struct {
@@ -242,6 +293,7 @@ func (s *Server) pageConfig() pageConfig {
 		MaxAttempts: p.MaxAttempts, BackoffBaseMs: p.BackoffBase.Milliseconds(), BackoffCapMs: p.BackoffCap.Milliseconds(),
 		NoJitter: p.NoJitter, BudgetMs: p.TotalBudget.Milliseconds(),
 		StallTimeoutMs: s.cfg.StallTimeout.Milliseconds(), ICERestartGraceMs: s.cfg.ICERestartGrace.Milliseconds(),
+		LateAnswerWindowMs: p.LateAnswerWindow.Milliseconds(),
 	}}
 }
 
@@ -274,6 +326,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+	if s.proxies.https(r) {
+		// Browsers that once reached the player over HTTPS never try it in
+		// clear again (where the cookie and the token could be read).
+		h.Set("Strict-Transport-Security", hstsValue)
+	}
 	s.mux.ServeHTTP(w, r)
 }
 
@@ -295,11 +352,17 @@ func (s *Server) Run(ctx context.Context) error {
 // server down gracefully (in-flight requests get a few seconds) and
 // returns nil; it closes ln. For HTTPS, pass a tls.NewListener.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	lim := s.limits
 	hs := &http.Server{
 		Handler:           s,
-		ReadHeaderTimeout: readHeaderTimeout,
+		ReadHeaderTimeout: lim.readHeader,
+		ReadTimeout:       lim.read,
+		WriteTimeout:      lim.write,
+		IdleTimeout:       lim.idle,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		ConnState:         (&connCap{max: lim.maxConns}).connState,
 	}
 	var wg sync.WaitGroup
 	runCtx, stop := context.WithCancel(ctx)
@@ -336,26 +399,29 @@ func (s *Server) WriteMetrics(w io.Writer) error {
 
 func (s *Server) page(name string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if !s.auth.request(r) {
-			if t := r.URL.Query().Get("token"); t != "" {
-				if s.loginOK(r, t) {
-					// Sign in and drop the token from the address bar.
-					s.auth.setCookie(w, r)
-					q := r.URL.Query()
-					q.Del("token")
-					u := *r.URL
-					u.RawQuery = q.Encode()
-					http.Redirect(w, r, u.RequestURI(), http.StatusSeeOther)
+		if ok, status := s.authorize(w, r); !ok {
+			q := r.URL.Query()
+			code, token := q.Get("code"), q.Get("token")
+			q.Del("code")
+			q.Del("token")
+			rest := r.URL.Path
+			if len(q) > 0 {
+				rest += "?" + q.Encode()
+			}
+			if code != "" || token != "" {
+				if st := s.signIn(w, r, code, token); st == 0 {
+					// Signed in: drop the code or token from the address bar.
+					http.Redirect(w, r, rest, http.StatusSeeOther)
 					return
+				} else if st == http.StatusTooManyRequests {
+					status = st
 				}
 			}
-			next := r.URL.Path
-			q := r.URL.Query()
-			q.Del("token")
-			if len(q) > 0 {
-				next += "?" + q.Encode()
+			if status == http.StatusTooManyRequests {
+				s.loginError(w, rest, "Too many wrong attempts: wait a minute and try again.", status)
+				return
 			}
-			http.Redirect(w, r, "/login?next="+url.QueryEscape(next), http.StatusSeeOther)
+			http.Redirect(w, r, "/login?next="+url.QueryEscape(rest), http.StatusSeeOther)
 			return
 		}
 		sessions := s.pageSessions(r, name)
@@ -423,7 +489,7 @@ func (s *Server) pageSessions(r *http.Request, page string) map[string]Session {
 		if len(out) == maxPageSessions || !s.chans.served(c) {
 			continue
 		}
-		if ok, _ := s.sessions.allow(clientKey(r)); !ok {
+		if ok, _ := s.sessions.allow(s.clientKey(r)); !ok {
 			break
 		}
 		sess, err := s.mint(ctx, c, "")
@@ -454,10 +520,11 @@ func (s *Server) handleAsset(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	if !publicAssets[name] && !s.auth.request(r) {
-		s.metrics.incAuthFailure()
-		http.Error(w, "sign in first", http.StatusUnauthorized)
-		return
+	if !publicAssets[name] {
+		if ok, status := s.authorize(w, r); !ok {
+			http.Error(w, "sign in first", status)
+			return
+		}
 	}
 	w.Header().Set("Content-Type", a.ctype)
 	w.Header().Set("ETag", a.etag)
@@ -471,9 +538,17 @@ func (s *Server) handleLoginPage(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, next, http.StatusSeeOther)
 		return
 	}
-	if t := r.URL.Query().Get("token"); t != "" && s.loginOK(r, t) {
-		s.auth.setCookie(w, r)
-		http.Redirect(w, r, next, http.StatusSeeOther)
+	code, token := r.URL.Query().Get("code"), r.URL.Query().Get("token")
+	if code != "" || token != "" {
+		switch s.signIn(w, r, code, token) {
+		case 0:
+			http.Redirect(w, r, next, http.StatusSeeOther)
+			return
+		case http.StatusTooManyRequests:
+			s.loginError(w, next, "Too many wrong attempts: wait a minute and try again.", http.StatusTooManyRequests)
+			return
+		}
+		s.loginError(w, next, "That sign-in link is wrong, used or expired: sign in with the token.", http.StatusUnauthorized)
 		return
 	}
 	body := bytes.ReplaceAll(s.pages["login"], []byte("{{NEXT}}"), []byte(htmlEscape(next)))
@@ -488,47 +563,159 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	next := safeNext(r.PostForm.Get("next"))
-	if blocked, wait := s.logins.blocked(clientKey(r)); blocked {
-		s.metrics.incRateLimited()
-		w.Header().Set("Retry-After", fmt.Sprint(int(wait.Seconds())+1))
+	if s.auth.off() {
+		http.Redirect(w, r, next, http.StatusSeeOther)
+		return
+	}
+	switch s.signIn(w, r, "", r.PostForm.Get("token")) {
+	case 0:
+		http.Redirect(w, r, next, http.StatusSeeOther)
+	case http.StatusTooManyRequests:
 		s.loginError(w, next, "Too many wrong attempts: wait a minute and try again.", http.StatusTooManyRequests)
-		return
-	}
-	if !s.loginOK(r, r.PostForm.Get("token")) {
-		s.log.Info("login refused", "client", clientKey(r))
+	default:
+		s.log.Info("login refused", "client", s.clientKey(r))
 		s.loginError(w, next, "Wrong token.", http.StatusUnauthorized)
-		return
 	}
-	s.auth.setCookie(w, r)
-	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
 func (s *Server) loginError(w http.ResponseWriter, next, msg string, status int) {
-	body := bytes.ReplaceAll(s.pages["login"], []byte("{{NEXT}}"), []byte(htmlEscape(next)))
+	body := bytes.ReplaceAll(s.pages["login"], []byte("{{NEXT}}"), []byte(htmlEscape(safeNext(next))))
 	body = bytes.ReplaceAll(body, []byte("{{ERROR}}"), []byte(`<p class="login-error" role="alert">`+htmlEscape(msg)+`</p>`))
 	s.writePage(w, status, body)
 }
 
-// loginOK checks a presented token. Wrong tokens use up the client's login
-// budget (10, then one every 5 s); once it is empty every attempt fails,
-// the right token too, until it refills.
-func (s *Server) loginOK(r *http.Request, token string) bool {
-	key := clientKey(r)
-	if blocked, _ := s.logins.blocked(key); blocked {
+// authorize checks the bearer token or cookie of r. A valid one passes
+// (even from a blocked client); a wrong one is a failed attempt (see
+// attempt), a stale cookie is also removed. It returns false and 401 or
+// 429 (Retry-After set) otherwise; nothing presented is 401 and costs
+// nothing.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (bool, int) {
+	if s.auth.off() {
+		return true, 0
+	}
+	if r.Header.Get("Authorization") == "" && !hasCookie(r, cookieName) {
+		return false, http.StatusUnauthorized
+	}
+	if s.auth.validCookie(r) {
+		return true, 0 // a signed-in browser passes, blocked address or not
+	}
+	var stale bool
+	st := s.attempt(w, r, false, func() bool {
+		c := s.auth.check(r)
+		stale = c == credCookie
+		return c == credValid
+	})
+	if stale {
+		s.auth.clearCookie(w, s.proxies.https(r))
+	}
+	return st == 0, st
+}
+
+// signIn exchanges a one-time code or the token for the cookie: 0 when
+// signed in, else 401 or 429.
+func (s *Server) signIn(w http.ResponseWriter, r *http.Request, code, token string) int {
+	// A code is 128 random bits, used once: checking one for a blocked
+	// client teaches a guesser nothing, so it skips the shared gate.
+	st := s.attempt(w, r, code != "", func() bool {
+		if code != "" {
+			return s.auth.useCode(code)
+		}
+		return s.auth.tokenOK(token)
+	})
+	if st == 0 {
+		s.auth.setCookie(w, s.proxies.https(r))
+	}
+	return st
+}
+
+// attempt runs one credential check for r. Every failed check (a wrong
+// bearer token, cookie, token or code) uses up the client's budget; once
+// it is spent the answer is 429. A blocked client is still checked, so the
+// right token gets in even from an address an attacker shares, but only as
+// often as the gate shared by all blocked clients allows (unguessable
+// credentials skip it). It returns 0 when check passed, else 401 or 429
+// (with Retry-After).
+func (s *Server) attempt(w http.ResponseWriter, r *http.Request, unguessable bool, check func() bool) int {
+	key := s.clientKey(r)
+	tooMany := func(wait time.Duration) int {
 		s.metrics.incRateLimited()
-		return false
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
+		return http.StatusTooManyRequests
 	}
-	if s.auth.tokenOK(token) {
-		return true
+	if blocked, wait := s.logins.blocked(key); blocked && !unguessable {
+		if ok, _ := s.gate.allow(""); !ok {
+			return tooMany(wait)
+		}
 	}
-	s.logins.allow(key)
+	if check() {
+		return 0
+	}
 	s.metrics.incAuthFailure()
+	s.logins.allow(key)
+	if blocked, wait := s.logins.blocked(key); blocked {
+		s.log.Info("sign-in attempts blocked", "client", key, "for", wait.Round(time.Second))
+		return tooMany(wait)
+	}
+	return http.StatusUnauthorized
+}
+
+func hasCookie(r *http.Request, name string) bool {
+	for _, c := range r.Cookies() {
+		if c.Name == name {
+			return true
+		}
+	}
 	return false
 }
 
-// safeNext keeps a post-login redirect on this site.
+// clientKey is the rate-limit key of a request: the client's IPv4 address
+// or IPv6 /64 (behind a trusted proxy, the address it forwarded).
+func (s *Server) clientKey(r *http.Request) string {
+	a, ok := s.proxies.client(r)
+	if !ok {
+		return r.RemoteAddr
+	}
+	return addrKey(a)
+}
+
+// NewSignInCode returns a one-time code that signs one browser in when it
+// opens any page with ?code=CODE (the page address then drops it): a link
+// to print instead of one that carries the token, which would stay in
+// browser history, terminal scrollback and proxy logs. It lasts ttl (0:
+// DefaultSignInCodeTTL); "" when the server has no access control.
+func (s *Server) NewSignInCode(ttl time.Duration) string {
+	if s.auth.off() {
+		return ""
+	}
+	if ttl <= 0 {
+		ttl = DefaultSignInCodeTTL
+	}
+	return s.auth.newCode(ttl)
+}
+
+// RevokeSessions signs every browser out: the cookies issued so far stop
+// working (as they do when the server restarts or the token changes).
+func (s *Server) RevokeSessions() {
+	if !s.auth.off() {
+		s.auth.revoke()
+		s.log.Info("every browser session revoked")
+	}
+}
+
+// safeNext keeps a post-login redirect on this site: it must be a path
+// ("/..."), and nothing a browser would read as another host may be in it
+// (browsers drop tabs and newlines from URLs and read "\" as "/", so
+// "/\t/evil.example" goes to evil.example).
 func safeNext(n string) string {
-	if n == "" || !strings.HasPrefix(n, "/") || strings.HasPrefix(n, "//") || strings.ContainsAny(n, "\\\r\n") {
+	if n == "" || len(n) > 2048 || n[0] != '/' {
+		return "/"
+	}
+	for i := 0; i < len(n); i++ {
+		if c := n[i]; c < 0x20 || c == 0x7f || c == '\\' {
+			return "/"
+		}
+	}
+	if len(n) > 1 && n[1] == '/' {
 		return "/"
 	}
 	return n

@@ -37,6 +37,14 @@ if [ "$(cat "$npm_stamp" 2>/dev/null)" != "$npm_sum" ]; then
   (cd "$npm_dir" && npm ci --legacy-peer-deps --ignore-scripts --no-audit --no-fund --loglevel=error)
   echo "$npm_sum" > "$npm_stamp"
 fi
+# Independent stacks for the interoperability tests (internal/interop): each
+# scripts/deps/*.sh installs one (Debian, npm or Go module proxy packages only)
+# and is idempotent.
+for dep in scripts/deps/*.sh; do
+  [ -e "$dep" ] || continue
+  step "deps: $dep"
+  bash "$dep"
+done
 if ! golangci-lint version 2>/dev/null | grep -q "${GOLANGCI_VERSION#v}"; then
   step "installing golangci-lint $GOLANGCI_VERSION"
   go install "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@${GOLANGCI_VERSION}"

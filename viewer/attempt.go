@@ -14,6 +14,7 @@ import (
 	"github.com/kvsrtc/kvsrtc/control"
 	"github.com/kvsrtc/kvsrtc/kvsproto"
 	"github.com/kvsrtc/kvsrtc/media"
+	"github.com/kvsrtc/kvsrtc/rtc"
 	"github.com/kvsrtc/kvsrtc/signaling"
 )
 
@@ -101,6 +102,71 @@ type attemptRun struct {
 	// stallFrame, started (then completed) at stallRestartAt.
 	stallFrame     time.Time
 	stallRestartAt time.Time
+
+	// Late answers (RetryPolicy.LateAnswerWindow): notes tells the
+	// session's connect loop that this attempt timed out (the next one may
+	// start while this one lingers) or got its answer (the other one is
+	// torn down). claimed: this attempt won the session's answer claim.
+	notes     chan<- attemptNote
+	lingering bool
+	claimed   bool
+
+	remoteCands int // ICE candidates from the master: in its answer and trickled
+}
+
+// noCandidatesHint explains a connection that never came up when the master
+// gave no ICE candidate at all.
+func (a *attemptRun) noCandidatesHint() string {
+	if !a.remoteSet || a.remoteCands > 0 {
+		return ""
+	}
+	return "; the master sent no ICE candidates, neither in its answer nor trickled, so it cannot be reached: check the camera's network and its STUN/TURN configuration"
+}
+
+// noteKind is what an attempt tells the connect loop while it runs.
+type noteKind int
+
+const (
+	noteTimedOut noteKind = iota + 1 // no answer within AnswerTimeout; still listening
+	noteAnswered                     // this attempt took an answer
+)
+
+type attemptNote struct {
+	a    *attemptRun
+	kind noteKind
+}
+
+// note tells the connect loop something (never blocks past the attempt's
+// end).
+func (a *attemptRun) note(k noteKind) {
+	if a.notes == nil {
+		return
+	}
+	select {
+	case a.notes <- attemptNote{a: a, kind: k}:
+	case <-a.actx.Done():
+	}
+}
+
+// claim reports whether this attempt may take an SDP answer: the first
+// attempt of the session's open ones to get one wins, and the connect loop
+// then tears the other one down.
+func (a *attemptRun) claim() bool {
+	if a.claimed {
+		return true
+	}
+	s := a.s
+	s.mu.Lock()
+	ok := s.winner == nil
+	if ok {
+		s.winner = a
+	}
+	s.mu.Unlock()
+	if ok {
+		a.claimed = true
+		a.note(noteAnswered)
+	}
+	return ok
 }
 
 // renewal is the result of dialing a replacement signaling connection.
@@ -281,10 +347,18 @@ func (a *attemptRun) sendOffer(ctx context.Context, restart bool) error {
 	if err := a.pc.SetLocalDescription(offer); err != nil {
 		return err
 	}
+	// Announce trickle ICE in what is sent (pion refuses a modified local
+	// description; the attribute only informs the master): without it the
+	// C SDK (most cameras) treats the offer as non-trickle and answers only
+	// when its own candidate gathering ends, 10 s later.
+	sent, err := rtc.WithTrickle(offer.SDP)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errBadOffer, err)
+	}
 	a.remoteSet = false
 	a.relays = 0
 	a.offerCorrelation = signaling.NewCorrelationID()
-	err = a.sig.SendOffer(ctx, kvsproto.SessionDescription{Type: "offer", SDP: offer.SDP}, "", a.offerCorrelation)
+	err = a.sig.SendOffer(ctx, kvsproto.SessionDescription{Type: "offer", SDP: sent}, "", a.offerCorrelation)
 	if errors.Is(err, kvsproto.ErrInvalid) {
 		return fmt.Errorf("%w: %w", errBadOffer, err)
 	}
@@ -380,10 +454,22 @@ func (a *attemptRun) loop(ctx context.Context) attemptResult {
 			if restarting {
 				return a.fail("ice", fmt.Errorf("%w: no answer to the ICE restart offer within %v", errICEFailed, s.cfg.Retry.AnswerTimeout))
 			}
-			return a.fail("answer", fmt.Errorf("%w (%v, client id %s%s)", ErrAnswerTimeout, s.cfg.Retry.AnswerTimeout, a.clientID, codecHint(s.cfg.VideoCodecs)))
+			if extra, ok := s.cfg.Retry.lingers(); ok && !a.lingering && !a.remoteSet && a.notes != nil {
+				// Lost, or late: the next attempt starts now, and this one
+				// keeps listening until the late-answer window ends.
+				a.lingering = true
+				answerT.set(extra)
+				a.note(noteTimedOut)
+				continue
+			}
+			waited := s.cfg.Retry.AnswerTimeout
+			if a.lingering {
+				waited = s.cfg.Retry.LateAnswerWindow
+			}
+			return a.fail("answer", fmt.Errorf("%w (%v, client id %s%s)", ErrAnswerTimeout, waited, a.clientID, codecHint(s.cfg.VideoCodecs)))
 
 		case <-mediaT.c():
-			return a.fail("media", fmt.Errorf("%w (%v after the answer)", ErrNoMedia, s.cfg.Retry.MediaTimeout))
+			return a.fail("media", fmt.Errorf("%w (%v after the answer%s)", ErrNoMedia, s.cfg.Retry.MediaTimeout, a.noCandidatesHint()))
 
 		case <-restartT.c():
 			return a.fail("ice", fmt.Errorf("%w: not reconnected within %v", errICEFailed, s.cfg.ICERestartTimeout))
@@ -502,7 +588,7 @@ func (a *attemptRun) loop(ctx context.Context) attemptResult {
 					if s.cfg.ForceRelay {
 						return a.fail("ice", fmt.Errorf("%w: %s (relay only: are the TURN credentials valid?)", errICEFailed, cause))
 					}
-					return a.fail("ice", fmt.Errorf("%w: %s", errICEFailed, cause))
+					return a.fail("ice", fmt.Errorf("%w: %s%s", errICEFailed, cause, a.noCandidatesHint()))
 				}
 				if res, ok := restart("ICE failed"); !ok {
 					return res
@@ -689,7 +775,7 @@ func pionServers(cfg control.ICEConfig) []webrtc.ICEServer {
 	for _, is := range cfg.Servers {
 		out = append(out, webrtc.ICEServer{URLs: is.URLs, Username: is.Username, Credential: is.Credential})
 	}
-	return out
+	return rtc.ICEServers(out)
 }
 
 // handle processes one signaling event. done reports that the attempt ends.
@@ -702,6 +788,10 @@ func (a *attemptRun) handle(ctx context.Context, ev signaling.Event, answerT, me
 		}
 		if a.pc.SignalingState() != webrtc.SignalingStateHaveLocalOffer {
 			s.log.Debug("ignoring an answer without an outstanding offer")
+			return attemptResult{}, false
+		}
+		if !a.claim() {
+			s.log.Debug("ignoring an answer: another attempt got one first", "clientId", a.clientID)
 			return attemptResult{}, false
 		}
 		if err := checkAnswer(ev.SDP.SDP); err != nil {
@@ -718,6 +808,9 @@ func (a *attemptRun) handle(ctx context.Context, ev signaling.Event, answerT, me
 		}
 		a.remoteFingerprint = fp
 		a.remoteSet = true
+		if sum, err := rtc.Summarize(ev.SDP.SDP); err == nil {
+			a.remoteCands += sum.Candidates
+		}
 		for _, c := range a.pending {
 			if err := a.pc.AddICECandidate(c); err != nil {
 				s.log.Debug("add queued candidate", "err", err)
@@ -735,6 +828,7 @@ func (a *attemptRun) handle(ctx context.Context, ev signaling.Event, answerT, me
 			return attemptResult{}, false
 		}
 		init := webrtc.ICECandidateInit{Candidate: ev.Candidate.Candidate, SDPMid: ev.Candidate.SDPMid, SDPMLineIndex: ev.Candidate.SDPMLineIndex, UsernameFragment: ev.Candidate.UsernameFragment}
+		a.remoteCands++
 		if !a.remoteSet {
 			a.pending = append(a.pending, init)
 			return attemptResult{}, false
@@ -845,17 +939,20 @@ func (a *attemptRun) startReceiver(tr trackArrival) {
 			case <-actx.Done():
 			}
 		}()
-		// Drain RTCP so interceptors run.
-		a.wg.Add(1)
-		go func() {
-			defer a.wg.Done()
-			for {
-				if _, _, err := tr.receiver.ReadRTCP(); err != nil {
-					return
-				}
-			}
-		}()
 	}
+	// Read RTCP so interceptors run, and hand the sender reports to the
+	// receiver: recordings align audio with video by them.
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		for {
+			pkts, _, err := tr.receiver.ReadRTCP()
+			if err != nil {
+				return
+			}
+			r.HandleRTCP(pkts)
+		}
+	}()
 }
 
 // teardown is the seed's closeConnection done completely: timers (owned by

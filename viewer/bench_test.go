@@ -22,6 +22,29 @@ func percentile(d []time.Duration, p float64) time.Duration {
 	return s[i]
 }
 
+// firstFrame runs one session until its first frame and returns the time
+// to it; a session that needed more than one attempt fails the benchmark.
+func firstFrame(b *testing.B, cfg viewer.Config) time.Duration {
+	var first time.Duration
+	cfg.Duration = time.Millisecond
+	cfg.OnEvent = func(ev viewer.Event) {
+		if ev.TimeToFirstFrame > 0 {
+			first = ev.TimeToFirstFrame
+		}
+	}
+	s, err := viewer.New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Run(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	if s.Summary().Attempts != 1 {
+		b.Fatalf("needless retry: %+v", s.Summary())
+	}
+	return first
+}
+
 // BenchmarkTimeToFirstFrame connects a viewer b.N times to a master on the
 // emulator (loopback) and reports the time from Run's start to the first
 // complete keyframe: p50 and p99 in ms.
@@ -33,23 +56,7 @@ func BenchmarkTimeToFirstFrame(b *testing.B) {
 	var ttff []time.Duration
 	b.ResetTimer()
 	for b.Loop() {
-		var first time.Duration
-		s, err := viewer.New(viewer.Config{Channel: "cam", Control: e.ctl, LoopbackOnly: true, Retry: fastPolicy(),
-			OnEvent: func(ev viewer.Event) {
-				if ev.TimeToFirstFrame > 0 {
-					first = ev.TimeToFirstFrame
-				}
-			}, Duration: time.Millisecond})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := s.Run(b.Context()); err != nil {
-			b.Fatal(err)
-		}
-		if s.Summary().Attempts != 1 {
-			b.Fatalf("needless retry: %+v", s.Summary())
-		}
-		ttff = append(ttff, first)
+		ttff = append(ttff, firstFrame(b, viewer.Config{Channel: "cam", Control: e.ctl, LoopbackOnly: true, Retry: fastPolicy()}))
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(percentile(ttff, 0.5).Microseconds())/1000, "p50-ms")
@@ -151,4 +158,27 @@ func benchViewers(b *testing.B, n int, dur time.Duration) {
 	b.ReportMetric(float64(minFrames)/dur.Seconds(), "min-fps")
 	b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/float64(n)/dur.Seconds()/1024, "KiB-alloc/s/viewer")
 	b.ReportMetric(cpu.Seconds()/dur.Seconds()/float64(n)*100, "cpu%/viewer")
+}
+
+// BenchmarkRelayVsDirect connects alternately over the direct (host) path
+// and relay-only (TURN, ICE transport policy "relay") to the same master,
+// b.N times each, and reports both medians and their ratio. Where a camera
+// is behind a NAT that only TURN crosses, the relay path is paid on every
+// connect; goal: relay p50 <= 1.5x direct.
+//
+//	go test -run '^$' -bench RelayVsDirect -benchtime 20x ./viewer
+func BenchmarkRelayVsDirect(b *testing.B) {
+	e := newEnv(b, emulator.Config{DisableQuotas: true})
+	e.startMaster(b, "cam")
+	var direct, relay []time.Duration
+	for b.Loop() {
+		direct = append(direct, firstFrame(b, viewer.Config{Channel: "cam", Control: e.ctl, LoopbackOnly: true, Retry: fastPolicy()}))
+		relay = append(relay, firstFrame(b, viewer.Config{Channel: "cam", Control: e.ctl, LoopbackOnly: true, Retry: fastPolicy(), ForceRelay: true}))
+	}
+	d, r := percentile(direct, 0.5), percentile(relay, 0.5)
+	b.ReportMetric(float64(d.Microseconds())/1000, "direct-p50-ms")
+	b.ReportMetric(float64(r.Microseconds())/1000, "relay-p50-ms")
+	if d > 0 {
+		b.ReportMetric(float64(r)/float64(d), "relay/direct")
+	}
 }

@@ -36,7 +36,24 @@ type RetryPolicy struct {
 	// TotalBudget bounds the whole connect, all attempts and waits
 	// included. 0 = 60 s; negative = no bound beyond the attempts.
 	TotalBudget time.Duration
+	// LateAnswerWindow is how long after sending its offer an attempt
+	// that got no answer within AnswerTimeout keeps listening for a late
+	// one, while the next attempt runs (at most two attempts are ever
+	// open; the first answer wins and the other attempt is torn down).
+	// A lost answer is then still retried after AnswerTimeout, and a
+	// master that answers slowly (a KVS C SDK camera answering a
+	// non-trickle offer after its 10 s candidate gathering, an aiortc
+	// master, a camera on a slow uplink) is not locked out. 0 = 12 s;
+	// negative, or not above AnswerTimeout, = off: an attempt ends at its
+	// answer timeout.
+	LateAnswerWindow time.Duration
 }
+
+// DefaultLateAnswerWindow is DefaultRetryPolicy's LateAnswerWindow: the KVS
+// C SDK answers a non-trickle offer once its candidate gathering times out
+// (10 s by default, 10.06 s measured), plus room for signaling and a slow
+// uplink.
+const DefaultLateAnswerWindow = 12 * time.Second
 
 // DefaultRetryPolicy answers fast: the master normally answers within a few
 // hundred milliseconds, so 3 s without an answer means the offer was lost,
@@ -49,6 +66,8 @@ func DefaultRetryPolicy() RetryPolicy {
 		BackoffBase:   200 * time.Millisecond,
 		BackoffCap:    5 * time.Second,
 		TotalBudget:   60 * time.Second,
+
+		LateAnswerWindow: DefaultLateAnswerWindow,
 	}
 }
 
@@ -64,6 +83,8 @@ func SeedRetryPolicy() RetryPolicy {
 		BackoffCap:    4 * time.Second,
 		NoJitter:      true,
 		TotalBudget:   -1,
+
+		LateAnswerWindow: -1,
 	}
 }
 
@@ -94,6 +115,9 @@ func (p RetryPolicy) WithDefaults() (RetryPolicy, error) {
 	if p.TotalBudget == 0 {
 		p.TotalBudget = d.TotalBudget
 	}
+	if p.LateAnswerWindow == 0 {
+		p.LateAnswerWindow = d.LateAnswerWindow
+	}
 	switch {
 	case p.AnswerTimeout < 0 || p.MediaTimeout < 0 || p.BackoffBase < 0 || p.BackoffCap < 0:
 		return p, fmt.Errorf("%w: durations must not be negative", ErrInvalidPolicy)
@@ -103,6 +127,13 @@ func (p RetryPolicy) WithDefaults() (RetryPolicy, error) {
 		return p, fmt.Errorf("%w: backoff cap %v is below the backoff base %v", ErrInvalidPolicy, p.BackoffCap, p.BackoffBase)
 	}
 	return p, nil
+}
+
+// lingers reports whether an attempt whose answer timed out keeps
+// listening for a late answer, and for how much longer.
+func (p RetryPolicy) lingers() (time.Duration, bool) {
+	extra := p.LateAnswerWindow - p.AnswerTimeout
+	return extra, p.LateAnswerWindow > 0 && extra > 0
 }
 
 // Backoff returns the wait before attempt n+1 after attempt n (n >= 1)

@@ -72,6 +72,18 @@ const (
 	CauseConfig          Cause = "config"            // invalid configuration
 )
 
+// Causes kvsrtc adds for what real setups run into.
+const (
+	// CauseUnreachable: the control plane or the signaling endpoint gave
+	// no answer at all (DNS, dial, TLS, proxy, timeout); the error is a
+	// control.UnreachableError / signaling.UnreachableError naming the
+	// endpoint, what failed and the fix.
+	CauseUnreachable Cause = "service-unreachable"
+	// CauseSlowAnswer: the master answers, but only after the answer
+	// timeout (kvsrtc doctor's finding).
+	CauseSlowAnswer Cause = "slow-answer"
+)
+
 // String returns the cause's name.
 func (c Cause) String() string { return string(c) }
 
@@ -108,6 +120,10 @@ func (c Cause) Advice() string {
 		return "the connection was set up but no video arrived: check the master's source and a firewall for UDP (try --relay)"
 	case CauseConfig:
 		return "fix the command-line flags or Config"
+	case CauseSlowAnswer:
+		return "the master answers, but only after the viewer's answer timeout: raise it above the master's answer time (kvsrtc view --answer-timeout) to connect on the first attempt, and make the camera answer before its ICE gathering ends (trickle ICE)"
+	case CauseUnreachable:
+		return "the service endpoint could not be reached: is `kvsrtc local` running, and does AWS_ENDPOINT_URL_KINESIS_VIDEO (--endpoint-url) point at it? For TLS failures set AWS_CA_BUNDLE to the CA that signed the server's certificate; otherwise check the network, proxy and DNS"
 	}
 	return ""
 }
@@ -144,8 +160,16 @@ func (e *SessionError) Error() string {
 // Unwrap returns the underlying error.
 func (e *SessionError) Unwrap() error { return e.Err }
 
-// Diagnosis is a one-paragraph explanation with the fix.
+// Diagnosis is a one-paragraph explanation with the fix: the error's own
+// advice when it has one (an unreachable endpoint names its fix), else the
+// cause's.
 func (e *SessionError) Diagnosis() string {
+	var adv interface{ Advice() string }
+	if errors.As(e.Err, &adv) {
+		if a := adv.Advice(); a != "" {
+			return e.Error() + ": " + a
+		}
+	}
 	if a := e.Cause.Advice(); a != "" {
 		return e.Error() + ": " + a
 	}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pion/transport/v5"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/kvsrtc/kvsrtc/control"
@@ -93,14 +94,17 @@ type Config struct {
 	// Nil: http.DefaultClient.
 	HTTPClient *http.Client
 
-	// OnEvent is called on every state change, from Run's goroutine; it must
-	// not block.
+	// OnEvent is called on every state change, by one goroutine at a time
+	// (Run's, or an attempt's while a late answer is awaited); it must not
+	// block.
 	OnEvent func(Event)
 	// Logger receives the session's logs (nil: discard).
 	Logger *slog.Logger
 
 	// rand is the jitter source (tests); nil = shared.
 	rand *rand.Rand
+	// iceNet is the network stack ICE uses (tests); nil = the system's.
+	iceNet transport.Net
 }
 
 // Summary is what a session did, for reports (kvsrtc view --json).
@@ -137,6 +141,9 @@ type Session struct {
 	state   State
 	ran     bool
 	start   time.Time
+	winner  *attemptRun // the attempt that took an answer in this connect cycle
+
+	emitMu sync.Mutex // OnEvent is called by one goroutine at a time
 }
 
 // New validates cfg and returns a session ready to Run.
@@ -186,7 +193,7 @@ func New(cfg Config) (*Session, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	api, err := rtc.NewAPI(rtc.Config{LoopbackOnly: cfg.LoopbackOnly, Logger: log, VideoCodecs: cfg.VideoCodecs, Audio: cfg.Audio})
+	api, err := rtc.NewAPI(rtc.Config{LoopbackOnly: cfg.LoopbackOnly, Logger: log, VideoCodecs: cfg.VideoCodecs, Audio: cfg.Audio, TURNRootCAs: rtc.RootCAs(cfg.HTTPClient), Net: cfg.iceNet})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
@@ -252,6 +259,8 @@ func (s *Session) emit(e Event) {
 	}
 	s.log.Log(context.Background(), lvl, "state", "state", e.State, "attempt", e.Attempt, "clientId", e.ClientID, "cause", e.Cause, "detail", e.Detail)
 	if s.cfg.OnEvent != nil {
+		s.emitMu.Lock()
+		defer s.emitMu.Unlock()
 		s.cfg.OnEvent(e)
 	}
 }
@@ -311,115 +320,7 @@ func (s *Session) Run(ctx context.Context) (err error) {
 	s.summary.ChannelARN = ch.ARN
 	s.mu.Unlock()
 
-	var (
-		budgetEnd    time.Time
-		attempt      = 0 // attempts in the current connect cycle
-		streamedOnce bool
-		recoveries   int
-		nextCause    = CauseNone
-		endpoints    control.Endpoints
-		haveEP       bool
-	)
-	if s.cfg.Retry.TotalBudget > 0 {
-		budgetEnd = time.Now().Add(s.cfg.Retry.TotalBudget)
-	}
-	for {
-		attempt++
-		s.mu.Lock()
-		s.summary.Attempts++
-		total := s.summary.Attempts
-		s.mu.Unlock()
-		if attempt > 1 {
-			wait := s.cfg.Retry.Backoff(attempt-1, s.cfg.rand)
-			if nextCause == CauseThrottled {
-				wait = max(wait, s.cfg.Retry.throttled(attempt-1, s.cfg.rand))
-			}
-			if !budgetEnd.IsZero() && time.Now().Add(wait).After(budgetEnd) {
-				return &SessionError{Stage: "connect", Cause: nextCause, Attempts: total - 1, Err: ErrBudget}
-			}
-			s.emit(Event{State: StateReconnecting, Attempt: attempt, Cause: nextCause, Detail: fmt.Sprintf("attempt %d in %v", attempt, wait.Round(time.Millisecond))})
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return nil
-			case <-t.C:
-			}
-		}
-		if !haveEP {
-			endpoints, err = s.cfg.Control.Endpoints(ctx, ch.ARN, kvsproto.RoleViewer)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				cause, fatal := classify(err)
-				if fatal || attempt >= s.cfg.Retry.MaxAttempts {
-					return &SessionError{Stage: "control", Cause: cause, Attempts: total, Err: err}
-				}
-				nextCause = cause
-				continue
-			}
-			haveEP = true
-		}
-		clientID := s.cfg.ClientID
-		if total > 1 || clientID == "" {
-			if clientID, err = s.ids.Next(); err != nil {
-				return &SessionError{Stage: "config", Cause: CauseClientID, Attempts: total, Err: err}
-			}
-		}
-		a := &attemptRun{s: s, n: attempt, clientID: clientID, ch: ch, ep: endpoints}
-		res := a.run(ctx)
-		if res.streamed {
-			streamedOnce = true
-		}
-		if res.err == nil {
-			return nil // context ended or Duration streamed
-		}
-		cause, fatal := res.cause, res.fatal
-		if cause == CauseChannelFull && s.cfg.WaitForSlot {
-			fatal = false
-		}
-		if errors.Is(res.err, signaling.ErrNotFound) {
-			haveEP = false // endpoints may be stale
-		}
-		if cause == CauseICEExpired || cause == CauseNetworkChange {
-			s.ice.Invalidate(ch.ARN)
-		}
-		if streamedOnce && (cause == CauseNoAnswer || cause == CauseNoMedia) {
-			// It streamed before, so the viewer's setup works: the master
-			// stopped answering or sending.
-			cause = CauseMasterGone
-		}
-		if fatal {
-			return &SessionError{Stage: res.stage, Cause: cause, Attempts: total, Err: res.err}
-		}
-		if res.streamed {
-			// Media flowed in this attempt: a new connect cycle with a fresh budget.
-			if s.cfg.MaxRecoveries < 0 || (s.cfg.MaxRecoveries > 0 && recoveries >= s.cfg.MaxRecoveries) {
-				return &SessionError{Stage: res.stage, Cause: cause, Attempts: total, Err: res.err}
-			}
-			recoveries++
-			s.mu.Lock()
-			s.summary.Recoveries = recoveries
-			s.mu.Unlock()
-			s.emit(Event{State: StateReconnecting, Attempt: 1, Cause: cause, Detail: fmt.Sprintf("reconnecting (recovery %d): %v", recoveries, res.err)})
-			attempt = 0
-			if s.cfg.Retry.TotalBudget > 0 {
-				budgetEnd = time.Now().Add(s.cfg.Retry.TotalBudget)
-			}
-			nextCause = cause
-			continue
-		}
-		waiting := cause == CauseChannelFull && s.cfg.WaitForSlot // bounded by the budget only
-		if attempt >= s.cfg.Retry.MaxAttempts && !waiting {
-			err := res.err
-			if !errors.Is(err, ErrAnswerTimeout) && !errors.Is(err, ErrNoMedia) {
-				err = fmt.Errorf("%w: %w", ErrGaveUp, err)
-			}
-			return &SessionError{Stage: res.stage, Cause: cause, Attempts: total, Err: err}
-		}
-		nextCause = cause
-	}
+	return s.connect(ctx, ch)
 }
 
 // resolve finds the channel, retrying what retrying can fix (throttling,
@@ -478,6 +379,12 @@ func classify(err error) (Cause, bool) {
 		return CauseClientID, true
 	case errors.Is(err, control.ErrInvalidArgument):
 		return CauseConfig, true
+	case errors.Is(err, control.ErrUnreachable), errors.Is(err, signaling.ErrUnreachable):
+		// Retrying helps a service that is starting or a network that
+		// comes back; no retry makes an untrusted certificate trusted.
+		var ue *control.UnreachableError
+		fatal := errors.As(err, &ue) && (ue.Failure == "tls-unknown-ca" || ue.Failure == "tls-name-mismatch")
+		return CauseUnreachable, fatal
 	}
 	return CauseSignalingLost, false
 }

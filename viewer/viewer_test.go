@@ -209,7 +209,7 @@ func TestViewerGivesUpAfterAttempts(t *testing.T) {
 	if _, err := e.srv.Inject(emulator.Fault{Kind: emulator.FaultDrop, Channel: "cam", Action: kvsproto.ActionSDPAnswer, Count: 1000}); err != nil {
 		t.Fatal(err)
 	}
-	p := viewer.RetryPolicy{AnswerTimeout: 300 * time.Millisecond, MaxAttempts: 3, BackoffBase: 10 * time.Millisecond, BackoffCap: 20 * time.Millisecond}
+	p := viewer.RetryPolicy{AnswerTimeout: 300 * time.Millisecond, MaxAttempts: 3, BackoffBase: 10 * time.Millisecond, BackoffCap: 20 * time.Millisecond, LateAnswerWindow: -1}
 	var rec recorder
 	s, err := viewer.New(viewer.Config{Channel: "cam", Control: e.ctl, LoopbackOnly: true, Retry: p, OnEvent: rec.on})
 	if err != nil {
@@ -349,7 +349,8 @@ func TestLostAnswersDoNotFillTheMaster(t *testing.T) {
 	if _, err := e.srv.Inject(emulator.Fault{Kind: emulator.FaultDrop, Channel: "cam", Action: kvsproto.ActionSDPAnswer, Count: 12}); err != nil {
 		t.Fatal(err)
 	}
-	p := viewer.RetryPolicy{AnswerTimeout: 300 * time.Millisecond, MaxAttempts: 14, BackoffBase: 5 * time.Millisecond, BackoffCap: 10 * time.Millisecond}
+	// Without late answers: each attempt is one abandoned peer on the master.
+	p := viewer.RetryPolicy{AnswerTimeout: 300 * time.Millisecond, MaxAttempts: 14, BackoffBase: 5 * time.Millisecond, BackoffCap: 10 * time.Millisecond, LateAnswerWindow: -1}
 	s, err := viewer.New(viewer.Config{Channel: "cam", Control: e.ctl, LoopbackOnly: true, Retry: p, Duration: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

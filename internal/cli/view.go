@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kvsrtc/kvsrtc/control"
+	"github.com/kvsrtc/kvsrtc/internal/buildinfo"
 	"github.com/kvsrtc/kvsrtc/media"
 	"github.com/kvsrtc/kvsrtc/rtc"
 	"github.com/kvsrtc/kvsrtc/viewer"
@@ -45,6 +46,7 @@ type viewFlags struct {
 	duration     time.Duration
 	jsonOut      bool
 	loopback     bool
+	lateWindow   time.Duration
 }
 
 func runView(ctx context.Context, env *Env, args []string) error {
@@ -55,6 +57,7 @@ func runView(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&f.clientPrefix, "client-id-prefix", "", `prefix of generated client ids (default "kvsrtc-")`)
 	fs.BoolVar(&f.seed, "seed-policy", false, "use the blog post's policy: 15 s answer timeout, wait 4 s, one retry")
 	fs.DurationVar(&f.answerTO, "answer-timeout", 0, "how long each attempt waits for the SDP answer (default 2.5s)")
+	fs.DurationVar(&f.lateWindow, "late-answer-window", 0, "how long after its offer an attempt keeps listening for a late answer while the next attempt runs (default 12s; negative: off)")
 	fs.DurationVar(&f.mediaTO, "media-timeout", 0, "how long each attempt waits for the first frame after the answer (default 5s)")
 	fs.IntVar(&f.attempts, "max-attempts", 0, "attempts before giving up (default 5)")
 	fs.DurationVar(&f.backoffBase, "backoff-base", 0, "wait before the 2nd attempt, doubling after (default 200ms; full jitter)")
@@ -96,6 +99,9 @@ func (f *viewFlags) run(ctx context.Context, env *Env) error {
 	}
 	if f.answerTO != 0 {
 		policy.AnswerTimeout = f.answerTO
+	}
+	if f.lateWindow != 0 {
+		policy.LateAnswerWindow = f.lateWindow
 	}
 	if f.mediaTO != 0 {
 		policy.MediaTimeout = f.mediaTO
@@ -190,7 +196,7 @@ func (f *viewFlags) run(ctx context.Context, env *Env) error {
 	}
 	sum := sess.Summary()
 	if f.jsonOut {
-		_ = enc.Encode(map[string]any{"event": "summary", "summary": sum})
+		_ = enc.Encode(map[string]any{"event": "summary", "summary": sum, "version": buildinfo.Get()})
 	} else {
 		status.summary(sum, f.record)
 	}

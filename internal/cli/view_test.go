@@ -168,7 +168,7 @@ func TestBench(t *testing.T) {
 		t.Fatalf("bench viewer output:\n%s", out.String())
 	}
 	out.Reset()
-	if code := Main(t.Context(), []string{"bench", "signaling", "--channels", "3", "--viewers", "2", "--duration", "500ms", "--rate", "100"}, nil, &out, &errb); code != 0 {
+	if code := Main(t.Context(), []string{"bench", "signaling", "--service", "in-process", "--channels", "3", "--viewers", "2", "--duration", "500ms", "--rate", "100"}, nil, &out, &errb); code != 0 {
 		t.Fatalf("bench signaling: exit %d: %s", code, errb.String())
 	}
 	if !strings.Contains(out.String(), "9 open, 0 failed") {

@@ -150,6 +150,7 @@ func (p *pausable) ReadSample(ctx context.Context) (media.Sample, error) {
 
 // mrun is a running master.
 type mrun struct {
+	t      testing.TB
 	m      *master.Master
 	src    *pausable
 	cancel context.CancelFunc
@@ -165,7 +166,7 @@ func startMaster(t testing.TB, ctl *control.Client, mod func(*master.Config)) *m
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &mrun{src: &pausable{Source: src}, done: make(chan error, 1)}
+	r := &mrun{t: t, src: &pausable{Source: src}, done: make(chan error, 1)}
 	cfg := master.Config{Channel: "cam", Control: ctl, Video: r.src, LoopbackOnly: true, Logger: testLogger(t, "master"),
 		OnEvent: func(ev master.Event) {
 			r.mu.Lock()
@@ -187,12 +188,16 @@ func startMaster(t testing.TB, ctl *control.Client, mod func(*master.Config)) *m
 	return r
 }
 
-// stop stops the master and waits for it (idempotent).
+// stop stops the master and waits for it (idempotent). Run returns nil
+// when its context ends: any error it returned instead (at stop or
+// earlier, when it gave up on its own) fails the test.
 func (r *mrun) stop() {
 	r.cancel()
 	if err, ok := <-r.done; ok {
 		close(r.done)
-		_ = err
+		if err != nil {
+			r.t.Errorf("master: Run returned %v", err)
+		}
 	}
 }
 
@@ -280,10 +285,12 @@ type vrun struct {
 	events []viewer.Event
 }
 
-// fastRetry is a retry policy with short, CI-friendly timings.
+// fastRetry is a retry policy with short, CI-friendly timings (late
+// answers are awaited for 4 s after an offer instead of 12 s).
 func fastRetry() viewer.RetryPolicy {
 	return viewer.RetryPolicy{AnswerTimeout: 2 * time.Second, MediaTimeout: 5 * time.Second, MaxAttempts: 4,
-		BackoffBase: 50 * time.Millisecond, BackoffCap: 500 * time.Millisecond, TotalBudget: 40 * time.Second}
+		BackoffBase: 50 * time.Millisecond, BackoffCap: 500 * time.Millisecond, TotalBudget: 40 * time.Second,
+		LateAnswerWindow: 4 * time.Second}
 }
 
 // viewerConfig is a viewer on "cam" with fast timings.

@@ -100,7 +100,8 @@ func (s *soak) newViewer(i int) *vrun {
 	cfg.PingInterval, cfg.PongTimeout = time.Second, time.Second
 	cfg.WaitForSlot = true // a reconnect may find its own old connection still counted
 	cfg.Retry = viewer.RetryPolicy{AnswerTimeout: 2 * time.Second, MediaTimeout: 5 * time.Second, MaxAttempts: 8,
-		BackoffBase: 100 * time.Millisecond, BackoffCap: 2 * time.Second, TotalBudget: 60 * time.Second}
+		BackoffBase: 100 * time.Millisecond, BackoffCap: 2 * time.Second, TotalBudget: 60 * time.Second,
+		LateAnswerWindow: 4 * time.Second}
 	return runViewer(s.t, cfg)
 }
 

@@ -1,7 +1,8 @@
 // kvsrtc web player: one camera tile. Each connection attempt gets a fresh
-// session from the server (new client id, fresh presigned URL), waits a
-// bounded time for the answer and the first frame, and is torn down
-// completely before the next one. A playing tile restarts ICE when the
+// session from the server (new client id, fresh presigned URL) and waits a
+// bounded time for the answer and the first frame; an attempt whose answer
+// is late keeps listening while the next one runs (at most two open; the
+// first answer wins and the other is torn down completely). A playing tile restarts ICE when the
 // network path drops and reconnects from scratch when that fails or the
 // video stalls. When it gives up it shows the server's diagnosis.
 
@@ -63,7 +64,9 @@ class Player {
     this.recoveries = 0;
     this.ttffMs = null;
     this.startedAt = 0;
-    this.cur = null;
+    this.cur = null; // the newest open attempt (stats)
+    this.open = []; // open attempts, oldest first: at most two
+    this.winner = null; // the attempt that took an answer
     this.diagnosis = null;
     this.lastCause = '';
     this.clientIds = [];
@@ -118,7 +121,8 @@ class Player {
 
   stop() {
     this.gen++;
-    if (this.cur) this.cur.close();
+    for (const o of this.open) o.a.close();
+    this.open = [];
     this.cur = null;
   }
 
@@ -128,47 +132,128 @@ class Player {
     return p.noJitter ? d : Math.random() * d;
   }
 
+  /** The connect loop, the same policy as the Go viewer's (viewer/connect.go):
+   * an attempt that gets no answer within answerTimeoutMs reports it and
+   * keeps listening until lateAnswerWindowMs after its offer while the next
+   * attempt runs; at most two attempts are open, the first answer wins and
+   * the other attempt is torn down. A lost answer is retried at once; a
+   * camera that answers slowly (10 s for a C SDK camera given a non-trickle
+   * offer) is not locked out. */
   async run(gen) {
     const p = this.policy;
+    const late = p.lateAnswerWindowMs > p.answerTimeoutMs ? p.lateAnswerWindowMs - p.answerTimeoutMs : 0;
     let began = now();
     let reconnecting = false;
     let last = null;
-    for (let n = 1; n <= p.maxAttempts; n++) {
+    let n = 0; // attempts started in this connect cycle
+    let startTimer = null;
+    const q = [];
+    let wake = null;
+    const post = (ev) => {
       if (gen !== this.gen) return;
-      if (n > 1) {
-        let wait = this.backoff(n - 1);
-        if (last && last.retryAfterMs) wait = Math.max(wait, last.retryAfterMs);
-        if (p.budgetMs > 0 && now() - began + wait > p.budgetMs) break;
-        this.attempt = n;
-        this.setState(reconnecting ? 'reconnecting' : 'retrying', `after ${last && last.cause}`);
-        await new Promise((r) => setTimeout(r, wait));
-        if (gen !== this.gen) return;
+      q.push(ev);
+      if (wake) {
+        const w = wake;
+        wake = null;
+        w();
       }
-      this.attempt = n;
-      this.attemptsTotal++;
-      this.setState(reconnecting ? 'reconnecting' : 'connecting');
-      const res = await new Promise((resolve) => {
-        this.cur = new Attempt(this, n, resolve);
-        this.cur.start();
-      });
-      this.cur = null;
-      if (gen !== this.gen) return;
+    };
+    // schedule: the next attempt after the backoff; false when none may start.
+    const schedule = () => {
+      if (startTimer !== null) return true;
+      if (n >= p.maxAttempts) return false;
+      let wait = 0;
+      if (n > 0) {
+        wait = this.backoff(n);
+        if (last && last.retryAfterMs) wait = Math.max(wait, last.retryAfterMs);
+        if (p.budgetMs > 0 && now() - began + wait > p.budgetMs) return false;
+        this.attempt = n + 1;
+        const lingering = this.open.filter((o) => o.timedOut).map((o) => o.a.n);
+        this.setState(reconnecting ? 'reconnecting' : 'retrying', `after ${last && last.cause}` + (lingering.length ? `; still listening to attempt ${lingering.join(', ')}` : ''));
+      }
+      startTimer = setTimeout(() => {
+        startTimer = null;
+        post({ kind: 'start' });
+      }, wait);
+      return true;
+    };
+    const closeOthers = (keep) => {
+      for (const o of this.open) if (o !== keep) o.a.close();
+      this.open = keep ? [keep] : [];
+    };
+    const fresh = () => this.open.some((o) => !o.timedOut);
+    schedule();
+    for (;;) {
+      if (!q.length) await new Promise((r) => (wake = r));
+      if (gen !== this.gen) {
+        clearTimeout(startTimer);
+        return;
+      }
+      const ev = q.shift();
+      if (ev.kind === 'start') {
+        if (fresh() || this.open.length >= 2) continue; // an answer came meanwhile
+        n++;
+        this.attempt = n;
+        this.attemptsTotal++;
+        this.setState(reconnecting ? 'reconnecting' : 'connecting');
+        const o = { timedOut: false, a: null };
+        o.a = new Attempt(this, n, (res) => post({ kind: 'done', o, res }), {
+          late,
+          timedOut: () => post({ kind: 'timeout', o }),
+          answered: () => post({ kind: 'answered', o }),
+        });
+        this.open.push(o);
+        this.cur = o.a;
+        o.a.start();
+        continue;
+      }
+      if (!this.open.includes(ev.o)) continue; // torn down already
+      if (ev.kind === 'timeout') {
+        ev.o.timedOut = true;
+        last = { cause: 'no-answer', stage: 'answer', clientId: ev.o.a.clientId };
+        this.log('answer-late', `attempt ${ev.o.a.n}: no answer within ${p.answerTimeoutMs} ms; listening ${late} ms more`);
+        if (this.open.length < 2) schedule();
+        continue;
+      }
+      if (ev.kind === 'answered') {
+        clearTimeout(startTimer);
+        startTimer = null;
+        if (this.open.length > 1) this.log('answer-won', `attempt ${ev.o.a.n}${ev.o.timedOut ? ' (late)' : ''}; closing the other attempt`);
+        closeOthers(ev.o);
+        this.cur = ev.o.a;
+        this.attempt = ev.o.a.n;
+        continue;
+      }
+      // done
+      const res = ev.res;
+      this.open = this.open.filter((o) => o !== ev.o);
+      if (this.cur === ev.o.a) this.cur = this.open.length ? this.open[this.open.length - 1].a : null;
       this.lastCause = res.cause;
       this.log('attempt-ended', `${res.cause} at ${res.stage}${res.played ? ' after playing' : ''}`);
       if (res.played) {
         // It played, then broke: start over with a fresh budget.
         this.recoveries++;
         api.report({ channel: this.channel, clientId: res.clientId || '', event: 'reconnect', cause: res.cause });
+        closeOthers(null);
+        clearTimeout(startTimer);
+        startTimer = null;
         reconnecting = true;
         began = now();
         n = 0;
         last = res;
+        schedule();
         continue;
       }
       api.report({ channel: this.channel, clientId: res.clientId || '', event: 'attempt-failed', cause: res.cause });
       last = res;
-      if (!res.retryable) break;
+      if (!res.retryable) {
+        closeOthers(null);
+        break;
+      }
+      if (fresh()) continue; // the newer attempt decides
+      if (!schedule() && this.open.length === 0) break;
     }
+    clearTimeout(startTimer);
     if (gen !== this.gen) return;
     await this.giveUp(gen, last, now() - began);
   }
@@ -310,10 +395,12 @@ function takeEarly(channel) {
 
 /** One connection attempt: session, peer connection, signaling, timers. */
 class Attempt {
-  constructor(player, n, done) {
+  constructor(player, n, done, hooks) {
     this.p = player;
     this.n = n;
     this.done = done;
+    this.hooks = hooks || { late: 0, timedOut() {}, answered() {} };
+    this.lingering = false;
     this.policy = player.policy;
     this.closed = false;
     this.timers = new Set();
@@ -362,10 +449,33 @@ class Attempt {
     this.done(res);
   }
 
+  /** Called when the answer timer runs out: the first time, with a late-answer
+   * window, the attempt goes on listening while the next one starts. */
+  onAnswerTimeout() {
+    if (this.hooks.late > 0 && !this.lingering && !this.answered) {
+      this.lingering = true;
+      this.answerTimer = this.timer(this.hooks.late, () => this.onAnswerTimeout());
+      this.hooks.timedOut();
+      return;
+    }
+    this.finish('no-answer', 'answer');
+  }
+
+  /** Whether this attempt may take an answer: the first open attempt to get
+   * one wins; the run loop then closes the other. */
+  claim() {
+    if (this.p.winner === this) return true;
+    if (this.p.winner && !this.p.winner.closed) return false;
+    this.p.winner = this;
+    this.hooks.answered();
+    return true;
+  }
+
   /** Tears everything down: timers, signaling, peer connection, video. */
   close() {
     if (this.closed) return;
     this.closed = true;
+    if (this.p.winner === this) this.p.winner = null;
     for (const t of this.timers) {
       clearTimeout(t);
       clearInterval(t);
@@ -496,7 +606,7 @@ class Attempt {
       }
       this.p.setState('waiting');
       const left = Math.max(0, this.policy.answerTimeoutMs - (now() - e.sentAt));
-      this.answerTimer = this.timer(left, () => this.finish('no-answer', 'answer'));
+      this.answerTimer = this.timer(left, () => this.onAnswerTimeout());
       return;
     }
     for (const c of e.candidates.splice(0)) this.sig.sendCandidate(c);
@@ -577,7 +687,7 @@ class Attempt {
     this.sig.sendOffer({ type: 'offer', sdp: this.offerSdp });
     this.sig.release();
     this.p.setState('waiting');
-    this.answerTimer = this.timer(this.policy.answerTimeoutMs, () => this.finish('no-answer', 'answer'));
+    this.answerTimer = this.timer(this.policy.answerTimeoutMs, () => this.onAnswerTimeout());
   }
 
   async onAnswer(desc) {
@@ -590,6 +700,10 @@ class Attempt {
     }
     if (this.closed || !this.pc) return;
     if (this.pc.signalingState !== 'have-local-offer') return; // a duplicate
+    if (!this.claim()) {
+      this.p.log('answer-ignored', `attempt ${this.n}: another attempt was answered first`);
+      return;
+    }
     const first = !this.answered;
     this.answered = true;
     this.answerTimer = this.clear(this.answerTimer);
