@@ -88,8 +88,8 @@ func checkTTL(cfg *kvsproto.SingleMasterConfiguration) (int, *apiError) {
 	return *cfg.MessageTtlSeconds, nil
 }
 
-// tagChar reports whether r is allowed in a tag key or value:
-// [\p{L}\p{Z}\p{N}_.:/=+\-@]*
+// tagChar reports whether r is allowed in a tag key or value (the
+// pattern [\p{L}\p{Z}\p{N}_.:/=+\-@]*).
 func tagChar(r rune) bool {
 	return unicode.IsLetter(r) || unicode.In(r, unicode.Z) || unicode.IsNumber(r) || strings.ContainsRune("_.:/=+-@", r)
 }

@@ -94,7 +94,7 @@ func startTURN(o turnOptions) (_ *turnServer, err error) {
 			}
 		}
 	}()
-	udpConn, err := net.ListenPacket("udp", net.JoinHostPort(bindHost, strconv.Itoa(o.udpPort)))
+	udpConn, err := (&net.ListenConfig{}).ListenPacket(context.Background(), "udp", net.JoinHostPort(bindHost, strconv.Itoa(o.udpPort)))
 	if err != nil && o.udpPort != 0 {
 		lvl := slog.LevelDebug
 		if o.udpPort == 443 {
@@ -102,7 +102,7 @@ func startTURN(o turnOptions) (_ *turnServer, err error) {
 		}
 		o.log.Log(context.Background(), lvl, "TURN/STUN UDP port is taken; using an ephemeral one (STUN clients that assume the service's port get no answer)",
 			"port", o.udpPort, "err", err)
-		udpConn, err = net.ListenPacket("udp", net.JoinHostPort(bindHost, "0"))
+		udpConn, err = (&net.ListenConfig{}).ListenPacket(context.Background(), "udp", net.JoinHostPort(bindHost, "0"))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("emulator: TURN UDP listener on %s: %w", bindHost, err)

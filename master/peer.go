@@ -226,18 +226,22 @@ func (r *run) newPeer(ctx context.Context, id string, offer *kvsproto.SessionDes
 const hostGatherWait = 20 * time.Millisecond
 
 // withGatheredCandidates returns the local description with the candidates
-// gathered so far, once it has at least one (waiting at most wait), or sdp
-// as it was.
+// gathered so far, once it has at least one (looking every millisecond, at
+// most wait), or sdp as it was.
 func withGatheredCandidates(pc *webrtc.PeerConnection, sdp string, wait time.Duration) string {
-	deadline := time.Now().Add(wait)
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
 	for {
 		if ld := pc.LocalDescription(); ld != nil && strings.Contains(ld.SDP, "a=candidate:") {
 			return ld.SDP
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-deadline.C:
 			return sdp
+		case <-tick.C:
 		}
-		time.Sleep(time.Millisecond)
 	}
 }
 

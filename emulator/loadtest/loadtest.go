@@ -264,7 +264,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	var firstErr atomic.Value
 	for i, w := range waves {
 		if cfg.ConnectsPerChannel > 0 && i > 0 {
-			time.Sleep(time.Second + 50*time.Millisecond) // let every channel's connect allowance refill
+			sleep(ctx, time.Second+50*time.Millisecond) // let every channel's connect allowance refill
 		}
 		r.parallel(len(w), func(j int) {
 			if err := r.connect(ctx, w[j]); err != nil {
@@ -283,7 +283,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	log.Info("connected", "connections", res.Connections, "took", res.ConnectTime)
 	defer r.closeAll(peers)
 	// Let the service settle (GC) before measuring its memory.
-	time.Sleep(500 * time.Millisecond)
+	sleep(ctx, 500*time.Millisecond)
 	res.ServerConnected = r.serverStats(ctx)
 	if res.ServerIdle != nil && res.ServerConnected != nil && res.Connections > 0 {
 		res.BytesPerConn = float64(res.ServerConnected.RSSBytes-res.ServerIdle.RSSBytes) / float64(res.Connections)
@@ -304,7 +304,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	// Drain: wait until everything sent arrived, at most 2 s.
 	deadline := time.Now().Add(2 * time.Second)
 	for time.Now().Before(deadline) && r.received(peers) < r.sent.Load() {
-		time.Sleep(20 * time.Millisecond)
+		sleep(ctx, 20*time.Millisecond)
 	}
 	r.echo.Store(false)
 	r.recording.Store(false)
@@ -596,7 +596,7 @@ func payloadTime(p []byte) (int64, bool) {
 // few sender goroutines, each catching up when it falls behind.
 func (r *runner) send(ctx context.Context, viewers []*peer) {
 	if len(viewers) == 0 {
-		time.Sleep(r.cfg.Duration)
+		sleep(ctx, r.cfg.Duration)
 		return
 	}
 	shards := max(1, min(runtime.GOMAXPROCS(0)*2, len(viewers)))
@@ -626,7 +626,7 @@ func (r *runner) send(ctx context.Context, viewers []*peer) {
 						r.sent.Add(1)
 					}
 				}
-				time.Sleep(2 * time.Millisecond)
+				sleep(ctx, 2*time.Millisecond)
 			}
 		}()
 	}
@@ -664,4 +664,14 @@ func (r *runner) serverStats(ctx context.Context) *ServerStats {
 		return nil
 	}
 	return &st
+}
+
+// sleep waits d, or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }

@@ -202,7 +202,7 @@ func startPlayer(ctx context.Context, cfg player.Config, addr string, tlsCfg *tl
 		}
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listening on %s: %w", addr, err)
 	}
