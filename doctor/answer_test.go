@@ -19,6 +19,7 @@ import (
 	"github.com/kvsrtc/kvsrtc/emulator"
 	"github.com/kvsrtc/kvsrtc/internal/testutil"
 	"github.com/kvsrtc/kvsrtc/kvsproto"
+	"github.com/kvsrtc/kvsrtc/kvstest"
 	"github.com/kvsrtc/kvsrtc/master"
 	"github.com/kvsrtc/kvsrtc/media"
 	"github.com/kvsrtc/kvsrtc/rtc"
@@ -59,8 +60,7 @@ func delayAnswers(t *testing.T, srv *emulator.Server, d time.Duration) {
 // works: the master check says how slow, why and what to do, and the rest
 // of the checks run.
 func TestSlowAnswerIsAFinding(t *testing.T) {
-	srv, ctl := start(t, emulator.Config{})
-	startMaster(t, ctl)
+	srv, ctl := startWithMaster(t, emulator.Config{})
 	delayAnswers(t, srv, 4*time.Second)
 	rep, err := doctor.Run(t.Context(), doctor.Config{Channel: "cam", Control: ctl, LoopbackOnly: true})
 	if err != nil {
@@ -100,8 +100,7 @@ func TestSlowAnswerIsAFinding(t *testing.T) {
 // TestTooSlowForTheViewer: an answer later than the viewer's late-answer
 // window is a failure: that viewer never gets it.
 func TestTooSlowForTheViewer(t *testing.T) {
-	srv, ctl := start(t, emulator.Config{})
-	startMaster(t, ctl)
+	srv, ctl := startWithMaster(t, emulator.Config{})
 	delayAnswers(t, srv, 3*time.Second)
 	rep, err := doctor.Run(t.Context(), doctor.Config{Channel: "cam", Control: ctl, LoopbackOnly: true,
 		Viewer: viewer.RetryPolicy{AnswerTimeout: time.Second, LateAnswerWindow: 2 * time.Second}})
@@ -121,8 +120,7 @@ func TestTooSlowForTheViewer(t *testing.T) {
 // TestDeadMasterIsNotSlow: no answer at all, waited for longer than the
 // viewer's timeout, is no-answer and says so.
 func TestDeadMasterIsNotSlow(t *testing.T) {
-	srv, ctl := start(t, emulator.Config{})
-	startMaster(t, ctl)
+	srv, ctl := startWithMaster(t, emulator.Config{})
 	if _, err := srv.Inject(emulator.Fault{Kind: emulator.FaultDrop, Channel: "cam", Action: kvsproto.ActionSDPAnswer, Count: 100}); err != nil {
 		t.Fatal(err)
 	}
@@ -333,17 +331,8 @@ func TestSTSEndpointNamed(t *testing.T) {
 // endpoints it hands out do not resolve: the first check that uses them
 // names service-unreachable, the endpoint and what failed.
 func TestUnreachableEndpointsHandedOut(t *testing.T) {
-	srv, err := emulator.Start(t.Context(), emulator.Config{Channels: []string{"cam"}, Hostname: "kvsrtc-test-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.invalid"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	c := srv.Credentials()
-	ctl, err := control.New(t.Context(), control.Config{Region: srv.Region(), EndpointURL: "http://" + srv.Addr().String(), STUNURL: control.STUNNone,
-		Credentials: credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, "")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := kvstest.New(t, kvstest.Options{Emulator: emulator.Config{Channels: []string{"cam"}, Hostname: "kvsrtc-test-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.invalid"}})
+	ctl := env.NewControl(t, func(c *control.Config) { c.EndpointURL = "http://" + env.Server.Addr().String() })
 	rep, err := doctor.Run(t.Context(), doctor.Config{Channel: "cam", Control: ctl, LoopbackOnly: true})
 	if err != nil {
 		t.Fatal(err)

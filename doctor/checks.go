@@ -19,10 +19,9 @@ import (
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
+	"github.com/kvsrtc/kvsrtc/cause"
 	"github.com/kvsrtc/kvsrtc/control"
 	"github.com/kvsrtc/kvsrtc/kvsproto"
-	"github.com/kvsrtc/kvsrtc/signaling"
-	"github.com/kvsrtc/kvsrtc/viewer"
 )
 
 // maxSkew is the SigV4 window: clients that sign with a clock further off
@@ -65,17 +64,12 @@ func (o offsetSigner) SignHTTP(ctx context.Context, creds aws.Credentials, r *ht
 	return o.s.SignHTTP(ctx, creds, r, payloadHash, service, region, t.Add(time.Duration(o.offset.Load())), optFns...)
 }
 
-func isSkewMessage(msg string) bool {
-	m := strings.ToLower(msg)
-	return strings.Contains(m, "signature expired") || strings.Contains(m, "signature not yet current")
-}
-
 // checkCredentials asks STS who the credentials belong to.
 func (d *run) checkCredentials(ctx context.Context) {
 	k := d.begin(CheckCredentials, "credentials: who am I (STS GetCallerIdentity)")
 	creds, err := d.ctl.Credentials(ctx)
 	if err != nil {
-		k.fail(viewer.CauseCredentials, err, "no AWS credentials: "+err.Error(), "")
+		k.fail(cause.Credentials, err, "no AWS credentials: "+err.Error(), "")
 		return
 	}
 	k.fact("accessKeyId", redactKey(creds.AccessKeyID))
@@ -88,7 +82,7 @@ func (d *run) checkCredentials(ctx context.Context) {
 	defer cancel()
 	awsCfg, err := awsconfig.LoadDefaultConfig(cctx, awsconfig.WithRegion(d.ctl.Region()), awsconfig.WithCredentialsProvider(provider))
 	if err != nil {
-		k.fail(viewer.CauseConfig, err, "loading the AWS configuration: "+err.Error(), "")
+		k.fail(cause.Config, err, "loading the AWS configuration: "+err.Error(), "")
 		return
 	}
 	ep := d.stsEndpoint()
@@ -147,7 +141,7 @@ func (d *run) checkCredentials(ctx context.Context) {
 	}
 	var ae smithy.APIError
 	skewed := false
-	if err != nil && errors.As(err, &ae) && isSkewMessage(ae.ErrorMessage()) {
+	if err != nil && errors.As(err, &ae) && cause.SkewMessage(ae.ErrorMessage()) {
 		// The clock is off: ask again with the service's time (as kvsrtc's
 		// clients do) so that the credentials themselves get checked.
 		if t, ok := date.Load().(time.Time); ok {
@@ -162,15 +156,15 @@ func (d *run) checkCredentials(ctx context.Context) {
 	if err != nil {
 		if errors.As(err, &ae) {
 			k.fact("errorCode", ae.ErrorCode())
-			if isSkewMessage(ae.ErrorMessage()) {
-				k.fail(viewer.CauseClockSkew, err, "the service refused the signing time: "+ae.ErrorMessage(), "")
+			if cause.SkewMessage(ae.ErrorMessage()) {
+				k.fail(cause.ClockSkew, err, "the service refused the signing time: "+ae.ErrorMessage(), "")
 				return
 			}
 			advice := "the access key, secret key (or session token) are wrong, revoked or expired: set AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN) or AWS_PROFILE to a working identity"
 			if strings.Contains(strings.ToLower(ae.ErrorMessage()), "region") {
 				advice = "the request was signed for the wrong region: set AWS_REGION (--region) to the channel's region"
 			}
-			k.fail(viewer.CauseCredentials, err, fmt.Sprintf("STS refused the credentials: %s: %s", ae.ErrorCode(), ae.ErrorMessage()), advice)
+			k.fail(cause.Credentials, err, fmt.Sprintf("STS refused the credentials: %s: %s", ae.ErrorCode(), ae.ErrorMessage()), advice)
 			return
 		}
 		// The local emulator answers STS on the control-plane endpoint:
@@ -185,10 +179,10 @@ func (d *run) checkCredentials(ctx context.Context) {
 			if ue.Proxy != "" {
 				k.fact("proxy", ue.Proxy)
 			}
-			k.fail(viewer.CauseUnreachable, ue, ue.Error(), ue.Advice())
+			k.fail(cause.Unreachable, ue, ue.Error(), ue.Advice())
 			return
 		}
-		k.fail(viewer.CauseConfig, err, "could not reach STS: "+err.Error(),
+		k.fail(cause.Config, err, "could not reach STS: "+err.Error(),
 			"check the network, or point --sts-endpoint (AWS_ENDPOINT_URL_STS) at a reachable STS endpoint")
 		return
 	}
@@ -240,7 +234,7 @@ func (d *run) checkClock(ctx context.Context) {
 	// adds to it.
 	switch abs := offset.Abs(); {
 	case abs >= maxSkew:
-		k.fail(viewer.CauseClockSkew, nil,
+		k.fail(cause.ClockSkew, nil,
 			fmt.Sprintf("this machine's clock is %v off the service's; requests signed with it are refused (kvsrtc measures and corrects the offset itself, other clients do not)", offset.Round(time.Second)), "")
 	case abs > 30*time.Second:
 		k.pass(fmt.Sprintf("the clock is %v off: within the 5-minute signing window, but fix it (NTP) before it drifts further", offset.Round(time.Second)))
@@ -290,30 +284,16 @@ func failUnreachable(k *checker, err error) bool {
 	if ue.Proxy != "" {
 		k.fact("proxy", ue.Proxy)
 	}
-	k.fail(viewer.CauseUnreachable, err, ue.Error(), ue.Advice())
+	k.fail(cause.Unreachable, err, ue.Error(), ue.Advice())
 	return true
 }
 
-// classify maps a control-plane or signaling error to a cause.
-func classify(err error) viewer.Cause {
-	var ce *control.APIError
-	switch {
-	case errors.Is(err, control.ErrUnreachable), errors.Is(err, signaling.ErrUnreachable):
-		return viewer.CauseUnreachable
-	case errors.Is(err, control.ErrClockSkew):
-		return viewer.CauseClockSkew
-	case errors.Is(err, control.ErrChannelNotFound), errors.Is(err, control.ErrChannelDeleting):
-		return viewer.CauseChannelNotFound
-	case errors.Is(err, control.ErrAccessDenied), errors.Is(err, control.ErrMissingCredentials):
-		return viewer.CauseCredentials
-	case errors.Is(err, control.ErrThrottled):
-		return viewer.CauseThrottled
-	case errors.Is(err, control.ErrMissingRegion), errors.Is(err, control.ErrInvalidArgument):
-		return viewer.CauseConfig
-	case errors.As(err, &ce):
-		return viewer.CauseConfig
-	}
-	return viewer.CauseSignalingLost
+// classify maps a control-plane or signaling error to a cause: package
+// cause's one classification (whether retrying helps does not matter to a
+// one-shot check).
+func classify(err error) cause.Cause {
+	c, _ := cause.Classify(err)
+	return c
 }
 
 // checkChannel resolves the channel; when it does not exist, it lists the
@@ -336,20 +316,20 @@ func (d *run) checkChannel(ctx context.Context) {
 		if errors.As(err, &ue) {
 			d.markDown(ue)
 		}
-		cause := classify(err)
+		c := classify(err)
 		switch {
 		case failUnreachable(k, err):
 		case errors.Is(err, control.ErrChannelDeleting):
-			k.fail(cause, err, fmt.Sprintf("channel %s is being deleted", d.cfg.Channel),
+			k.fail(c, err, fmt.Sprintf("channel %s is being deleted", d.cfg.Channel),
 				"the channel is being deleted: wait for the deletion to finish and create it again, or use another channel")
 		case errors.Is(err, control.ErrChannelNotFound):
 			d.listChannels(cctx, k)
-			k.fail(cause, err, fmt.Sprintf("no channel %q in account and region %s", d.cfg.Channel, d.ctl.Region()),
+			k.fail(c, err, fmt.Sprintf("no channel %q in account and region %s", d.cfg.Channel, d.ctl.Region()),
 				"check the channel name or ARN and the region (AWS_REGION / --region): the existing channels are listed in the evidence")
 		case errors.Is(err, control.ErrInvalidArgument) && strings.Contains(err.Error(), "region"):
-			k.fail(viewer.CauseCredentials, err, "", "the channel ARN names another region: set AWS_REGION (--region) to the ARN's region")
+			k.fail(cause.Credentials, err, "", "the channel ARN names another region: set AWS_REGION (--region) to the ARN's region")
 		default:
-			k.fail(cause, err, "", "")
+			k.fail(c, err, "", "")
 		}
 		return
 	}
@@ -364,7 +344,7 @@ func (d *run) checkChannel(ctx context.Context) {
 		k.fact("created", ch.CreationTime.UTC().Format(time.RFC3339))
 	}
 	if ch.Status != kvsproto.StatusActive {
-		k.fail(viewer.CauseChannelNotFound, nil, fmt.Sprintf("the channel is %s, not ACTIVE", ch.Status),
+		k.fail(cause.ChannelNotFound, nil, fmt.Sprintf("the channel is %s, not ACTIVE", ch.Status),
 			"wait until the channel is ACTIVE (aws kinesisvideo describe-signaling-channel)")
 		d.haveCh = false
 		return

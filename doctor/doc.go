@@ -30,7 +30,7 @@
 // the endpoint, what failed and the fix, as kvsrtc view says it.
 //
 // The report ends with a verdict naming the most likely cause, in the terms
-// of the blog post kvsrtc started from (viewer.Cause, with SeedReason), and
+// of the blog post kvsrtc started from (cause.Cause, with SeedReason), and
 // what to do about it.
 //
 //	rep, err := doctor.Run(ctx, doctor.Config{Channel: "front-door", Control: ctl})

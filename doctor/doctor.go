@@ -11,9 +11,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kvsrtc/kvsrtc/cause"
 	"github.com/kvsrtc/kvsrtc/control"
 	"github.com/kvsrtc/kvsrtc/kvsproto"
-	"github.com/kvsrtc/kvsrtc/viewer"
+	"github.com/kvsrtc/kvsrtc/retry"
 )
 
 // Defaults of Config.
@@ -52,10 +53,10 @@ type Config struct {
 	// a master that connects within it still answers.
 	AnswerWait time.Duration
 	// Viewer is the viewer retry policy an answer time is judged by (zero
-	// fields: viewer.DefaultRetryPolicy's): an answer slower than its
+	// fields: retry.Default's): an answer slower than its
 	// AnswerTimeout is a finding (status warn), one slower than its
 	// LateAnswerWindow too (a failure: that viewer never gets it).
-	Viewer viewer.RetryPolicy
+	Viewer retry.Policy
 	// ConnectWait is how long ICE may take to connect after the answer
 	// (0: 10 s).
 	ConnectWait time.Duration
@@ -187,8 +188,8 @@ type Check struct {
 	// Detail explains a failure, a finding or a skip (or notes something
 	// on a pass).
 	Detail string `json:"detail,omitempty"`
-	// Cause is what a failure or finding means, in viewer.Cause terms.
-	Cause viewer.Cause `json:"cause,omitempty"`
+	// Cause is what a failure or finding means, in cause.Cause terms.
+	Cause cause.Cause `json:"cause,omitempty"`
 	// Advice is what to do about a failure or finding.
 	Advice string `json:"advice,omitempty"`
 	// Err is the underlying error of a failure (not serialized).
@@ -213,7 +214,7 @@ type Verdict struct {
 	OK bool `json:"ok"`
 	// Cause is the most likely reason the viewer gets no answer or no
 	// video (CauseNone when OK).
-	Cause viewer.Cause `json:"cause,omitempty"`
+	Cause cause.Cause `json:"cause,omitempty"`
 	// SeedReason is the number of the reason in the blog post's list of
 	// nine (0: a cause the post does not list).
 	SeedReason int `json:"seedReason,omitempty"`
@@ -348,16 +349,16 @@ func (k *checker) pass(detail string) Check { return k.done(StatusPass, detail) 
 func (k *checker) skip(detail string) Check { return k.done(StatusSkip, detail) }
 
 // warn records a finding: the check works, but not well enough.
-func (k *checker) warn(cause viewer.Cause, detail, advice string) Check {
-	k.c.Cause, k.c.Advice = cause, advice
+func (k *checker) warn(c cause.Cause, detail, advice string) Check {
+	k.c.Cause, k.c.Advice = c, advice
 	return k.done(StatusWarn, detail)
 }
 
 // fail records a failure with its cause; advice "" takes the cause's.
-func (k *checker) fail(cause viewer.Cause, err error, detail, advice string) Check {
-	k.c.Cause, k.c.Err = cause, err
+func (k *checker) fail(c cause.Cause, err error, detail, advice string) Check {
+	k.c.Cause, k.c.Err = c, err
 	if advice == "" {
-		advice = cause.Advice()
+		advice = c.Advice()
 	}
 	k.c.Advice = advice
 	if detail == "" && err != nil {

@@ -2,7 +2,6 @@ package doctor_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -18,9 +17,7 @@ import (
 	"github.com/kvsrtc/kvsrtc/control"
 	"github.com/kvsrtc/kvsrtc/doctor"
 	"github.com/kvsrtc/kvsrtc/emulator"
-	"github.com/kvsrtc/kvsrtc/master"
-	"github.com/kvsrtc/kvsrtc/media"
-	"github.com/kvsrtc/kvsrtc/rtc"
+	"github.com/kvsrtc/kvsrtc/kvstest"
 	"github.com/kvsrtc/kvsrtc/viewer"
 )
 
@@ -28,15 +25,25 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
+// start runs an emulator with channel "cam" (and cfg's) and returns it
+// and a control client for it.
 func start(t *testing.T, cfg emulator.Config) (*emulator.Server, *control.Client) {
 	t.Helper()
+	return startEnv(t, cfg, nil)
+}
+
+// startWithMaster is start with a master (the H.264 test pattern) ready on
+// channel "cam".
+func startWithMaster(t *testing.T, cfg emulator.Config) (*emulator.Server, *control.Client) {
+	t.Helper()
+	return startEnv(t, cfg, &kvstest.MasterOptions{Channel: "cam", IgnoreRunError: true})
+}
+
+func startEnv(t *testing.T, cfg emulator.Config, m *kvstest.MasterOptions) (*emulator.Server, *control.Client) {
+	t.Helper()
 	cfg.Channels = append(cfg.Channels, "cam")
-	srv, err := emulator.Start(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	return srv, newControl(t, srv, srv.Credentials().SecretAccessKey)
+	env := kvstest.New(t, kvstest.Options{Emulator: cfg, Master: m})
+	return env.Server, env.Control
 }
 
 func newControl(t *testing.T, srv *emulator.Server, secret string) *control.Client {
@@ -50,36 +57,8 @@ func newControl(t *testing.T, srv *emulator.Server, secret string) *control.Clie
 	return ctl
 }
 
-func startMaster(t *testing.T, ctl *control.Client) {
-	t.Helper()
-	src, err := media.NewTestSource(rtc.CodecH264, media.SourceConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ready := make(chan struct{})
-	m, err := master.New(master.Config{Channel: "cam", Control: ctl, Video: src, LoopbackOnly: true,
-		OnEvent: func(ev master.Event) {
-			if ev.Kind == master.EventReady {
-				close(ready)
-			}
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = m.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	select {
-	case <-ready:
-	case <-time.After(20 * time.Second):
-		t.Fatal("master not ready")
-	}
-}
-
 func TestEveryCheckPasses(t *testing.T) {
-	_, ctl := start(t, emulator.Config{})
-	startMaster(t, ctl)
+	_, ctl := startWithMaster(t, emulator.Config{})
 	var seen []string
 	rep, err := doctor.Run(t.Context(), doctor.Config{Channel: "cam", Control: ctl, LoopbackOnly: true,
 		OnCheck: func(c doctor.Check) { seen = append(seen, c.Name) }})

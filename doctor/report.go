@@ -7,36 +7,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kvsrtc/kvsrtc/viewer"
+	"github.com/kvsrtc/kvsrtc/cause"
 )
-
-// seedReasons are the nine reasons the blog post lists for an SDP answer
-// that never comes, by number.
-var seedReasons = map[viewer.Cause]struct {
-	n    int
-	text string
-}{
-	viewer.CauseCredentials:     {1, "wrong AWS access information (region, access key, secret key)"},
-	viewer.CauseChannelNotFound: {2, "the channel ARN does not exist or is wrong"},
-	viewer.CauseClientID:        {3, "the clientId breaks the format rules"},
-	viewer.CauseClientIDReuse:   {4, "the same clientId is reused"},
-	viewer.CauseThrottled:       {5, "too many connection attempts in a short time"},
-	viewer.CauseNetworkChange:   {6, "the network changed during the connection"},
-	viewer.CauseBadOffer:        {7, "a malformed or unanswerable SDP offer"},
-	viewer.CauseChannelFull:     {8, "the channel's maximum number of viewers is exceeded"},
-	viewer.CauseICEExpired:      {9, "an expired ICE server list is used"},
-}
 
 // SeedReason returns the number (1-9) and wording of a cause in the blog
 // post's list of reasons the answer does not come, or 0 and "" for a cause
-// the post does not list (the master is absent, clock skew, ...).
-func SeedReason(c viewer.Cause) (int, string) {
-	r, ok := seedReasons[c]
-	if !ok {
-		return 0, ""
-	}
-	return r.n, r.text
-}
+// the post does not list (the master is absent, clock skew, ...). The
+// wording is package cause's (Cause.SeedReason).
+func SeedReason(c cause.Cause) (int, string) { return c.SeedReason() }
 
 // verdict concludes from the checks: the first failure names the cause,
 // else the first finding.

@@ -14,30 +14,26 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/kvsrtc/kvsrtc/cause"
 	"github.com/kvsrtc/kvsrtc/kvsproto"
 	"github.com/kvsrtc/kvsrtc/media"
+	"github.com/kvsrtc/kvsrtc/retry"
 	"github.com/kvsrtc/kvsrtc/rtc"
 	"github.com/kvsrtc/kvsrtc/signaling"
-	"github.com/kvsrtc/kvsrtc/viewer"
 )
 
 // doctorIDPrefix starts the client ids the doctor generates.
 const doctorIDPrefix = "kvsrtc-doctor-"
-
-// closeCodeReplaced is the close code of a connection displaced by a newer
-// one with the same client id (the local emulator's choice; a reason
-// naming the replacement is recognised too).
-const closeCodeReplaced = 4001
 
 // checkClientID validates the client id the session checks use.
 func (d *run) checkClientID() {
 	k := d.begin(CheckClientID, "client-id: follows the rules")
 	id, generated := d.cfg.ClientID, false
 	if id == "" {
-		ids := &viewer.ClientIDs{Prefix: doctorIDPrefix}
+		ids := &retry.ClientIDs{Prefix: doctorIDPrefix}
 		var err error
 		if id, err = ids.Next(); err != nil {
-			k.fail(viewer.CauseClientID, err, "", "")
+			k.fail(cause.ClientID, err, "", "")
 			return
 		}
 		generated = true
@@ -46,7 +42,7 @@ func (d *run) checkClientID() {
 	k.fact("length", len(id))
 	k.fact("generated", generated)
 	if err := kvsproto.ValidateClientID(id); err != nil {
-		k.fail(viewer.CauseClientID, err, "", "")
+		k.fail(cause.ClientID, err, "", "")
 		return
 	}
 	d.clientID, d.idOK = id, true
@@ -95,7 +91,7 @@ func (d *run) checkSession(ctx context.Context) {
 			k.fact("errorCode", he.Code)
 		}
 		if !failUnreachable(k, err) {
-			k.fail(classifySignaling(err), err, "", "")
+			k.fail(classify(err), err, "", "")
 		}
 		rest("needs the signaling connection")
 		return
@@ -105,28 +101,6 @@ func (d *run) checkSession(ctx context.Context) {
 	p := &probe{d: d, sig: sig, sigEv: sig.Events()}
 	defer p.close()
 	p.run(ctx)
-}
-
-// classifySignaling maps a signaling dial error to a cause.
-func classifySignaling(err error) viewer.Cause {
-	var he *signaling.HandshakeError
-	switch {
-	case errors.Is(err, signaling.ErrUnreachable):
-		return viewer.CauseUnreachable
-	case errors.As(err, &he) && errors.Is(err, signaling.ErrForbidden) && isSkewMessage(he.Message):
-		return viewer.CauseClockSkew
-	case errors.Is(err, signaling.ErrForbidden):
-		return viewer.CauseCredentials
-	case errors.Is(err, signaling.ErrNotFound):
-		return viewer.CauseChannelNotFound
-	case errors.Is(err, signaling.ErrChannelFull):
-		return viewer.CauseChannelFull
-	case errors.Is(err, signaling.ErrThrottled):
-		return viewer.CauseThrottled
-	case errors.Is(err, signaling.ErrBadRequest), errors.Is(err, kvsproto.ErrInvalid):
-		return viewer.CauseClientID
-	}
-	return viewer.CauseSignalingLost
 }
 
 // probe is the doctor's viewer: one signaling connection, one peer
@@ -403,12 +377,12 @@ func (p *probe) run(ctx context.Context) {
 		d.begin(CheckMedia, "media: video arrives").skip(why)
 	}
 	if err := p.newPC(d.cfg.VideoCodecs); err != nil {
-		k.fail(viewer.CauseConfig, err, "", "")
+		k.fail(cause.Config, err, "", "")
 		skipRest("no peer connection")
 		return
 	}
 	if err := p.offer(ctx); err != nil {
-		k.fail(viewer.CauseSignalingLost, err, "sending the offer failed: "+err.Error(), "")
+		k.fail(cause.SignalingLost, err, "sending the offer failed: "+err.Error(), "")
 		skipRest("no offer was sent")
 		return
 	}
@@ -433,27 +407,23 @@ func (p *probe) run(ctx context.Context) {
 	case p.status != nil:
 		st := p.status
 		k.fact("statusResponse", map[string]any{"errorType": st.ErrorType, "statusCode": string(st.StatusCode), "description": st.Description})
-		cause := viewer.CauseBadOffer
-		if st.ErrorType == kvsproto.ErrCodeClientLimitExceeded {
-			cause = viewer.CauseThrottled
-		}
-		k.fail(cause, fmt.Errorf("STATUS_RESPONSE %s (%s): %s", st.ErrorType, st.StatusCode, st.Description),
+		err := &cause.StatusError{Code: st.StatusCode.Int(), Type: st.ErrorType, Description: st.Description}
+		k.fail(classify(err), err,
 			fmt.Sprintf("the service refused the offer: %s: %s", st.ErrorType, st.Description), "")
 		skipRest("the offer was refused")
 		return
 	case p.sigErr != nil && p.answer == "":
-		var ce *signaling.CloseError
-		if errors.As(p.sigErr, &ce) && (ce.Code == closeCodeReplaced || strings.Contains(strings.ToLower(ce.Reason), "replaced")) {
-			k.fail(viewer.CauseClientIDReuse, p.sigErr, fmt.Sprintf("another viewer connected with client id %s and took over this connection", d.clientID), "")
+		if cause.TakenOver(p.sigErr) {
+			k.fail(cause.ClientIDReuse, p.sigErr, fmt.Sprintf("another viewer connected with client id %s and took over this connection", d.clientID), "")
 		} else {
-			k.fail(viewer.CauseSignalingLost, p.sigErr, "the signaling connection ended before an answer: "+p.sigErr.Error(), "")
+			k.fail(cause.SignalingLost, p.sigErr, "the signaling connection ended before an answer: "+p.sigErr.Error(), "")
 		}
 		skipRest("no answer")
 		return
 	case p.answer == "":
 		if len(d.cfg.VideoCodecs) > 0 && p.sigEv != nil && p.answeredWithAllCodecs(ctx) {
 			k.fact("answeredWith", []string{"H264", "VP8"})
-			k.fail(viewer.CauseBadOffer, nil,
+			k.fail(cause.BadOffer, nil,
 				fmt.Sprintf("no answer to an offer with only %s within %v, but an offer with H264 and VP8 was answered: the master cannot send %s",
 					strings.Join(d.cfg.VideoCodecs, ", "), d.cfg.AnswerWait, strings.Join(d.cfg.VideoCodecs, ", ")),
 				"offer the codec the camera sends (kvsrtc view --codec H264,VP8): a master that cannot use an offer does not answer it at all")
@@ -471,7 +441,7 @@ func (p *probe) run(ctx context.Context) {
 		if ttl > d.cfg.AnswerWait {
 			detail += fmt.Sprintf(" (the offer stays queued for the channel's %v TTL: a master that connects within it still gets it)", ttl)
 		}
-		k.fail(viewer.CauseNoAnswer, viewer.ErrAnswerTimeout, detail,
+		k.fail(cause.NoAnswer, cause.ErrAnswerTimeout, detail,
 			"no master answered: start the camera (master) on this channel and check its logs; a master that is connected but cannot use the offer stays silent too")
 		skipRest("no answer")
 		return
@@ -487,12 +457,12 @@ func (p *probe) run(ctx context.Context) {
 	}
 	k.fact("trickledBeforeAnswer", early)
 	if err := answerUsable(p.answer); err != nil {
-		k.fail(viewer.CauseBadOffer, err, "", "")
+		k.fail(cause.BadOffer, err, "", "")
 		skipRest("the answer cannot be used")
 		return
 	}
 	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: p.answer}); err != nil {
-		k.fail(viewer.CauseBadOffer, err, "the answer could not be applied: "+err.Error(), "")
+		k.fail(cause.BadOffer, err, "the answer could not be applied: "+err.Error(), "")
 		skipRest("the answer cannot be used")
 		return
 	}
@@ -523,7 +493,7 @@ func (p *probe) judgeAnswerTime(k *checker, took time.Duration, sum rtc.Summary,
 	camera := "on the camera's side, answer before ICE gathering ends (trickle ICE: a KVS C SDK camera does when the offer carries a=ice-options:trickle, as kvsrtc's offers do), and give it STUN/TURN servers it can reach"
 	if pol.LateAnswerWindow > pol.AnswerTimeout && took <= pol.LateAnswerWindow {
 		k.fact("viewerLateAnswerWindow", pol.LateAnswerWindow.String())
-		k.warn(viewer.CauseSlowAnswer, detail, fmt.Sprintf(
+		k.warn(cause.SlowAnswer, detail, fmt.Sprintf(
 			"kvsrtc view with default settings still connects, but slowly: an attempt keeps listening for a late answer for up to %v while the next offer goes out, so video comes after about %v and the camera answers two offers; `kvsrtc view --answer-timeout %v` waits for this answer in the first attempt and sends only one offer; %s",
 			pol.LateAnswerWindow, t, suggest, camera))
 		return
@@ -532,7 +502,7 @@ func (p *probe) judgeAnswerTime(k *checker, took time.Duration, sum rtc.Summary,
 	if pol.LateAnswerWindow > pol.AnswerTimeout {
 		window = fmt.Sprintf("late-answer window %v", pol.LateAnswerWindow)
 	}
-	k.fail(viewer.CauseSlowAnswer, viewer.ErrAnswerTimeout, detail+fmt.Sprintf("; a viewer with these settings gives up on every attempt before its answer comes (%s)", window),
+	k.fail(cause.SlowAnswer, cause.ErrAnswerTimeout, detail+fmt.Sprintf("; a viewer with these settings gives up on every attempt before its answer comes (%s)", window),
 		fmt.Sprintf("use `kvsrtc view --answer-timeout %v` (the measured answer time plus a margin); %s", suggest, camera))
 }
 
@@ -619,16 +589,16 @@ func (p *probe) checkICE(ctx context.Context) {
 		k.fact("state", p.iceState.String())
 		detail := fmt.Sprintf("ICE did not connect within %v (state %s)", d.cfg.ConnectWait, p.iceState)
 		advice := "no network path between this machine and the camera: UDP is probably blocked; a TURN relay (kvsrtc view --relay) gets through where direct paths cannot"
-		cause := viewer.CauseNoMedia
+		c := cause.NoMedia
 		if d.cfg.ForceRelay && p.local["relay"] == 0 {
-			cause = viewer.CauseICEExpired
+			c = cause.ICEExpired
 			detail += "; relay only, and no relay candidate was gathered"
 			advice = ""
 		}
 		if len(all) == 0 {
 			detail += "; the master sent no ICE candidates (none in its answer, none trickled)"
 		}
-		k.fail(cause, nil, detail, advice)
+		k.fail(c, nil, detail, advice)
 		d.begin(CheckMedia, "media: video arrives").skip("not connected")
 		return
 	}
@@ -686,7 +656,7 @@ func (p *probe) checkMedia(ctx context.Context) {
 		if st.Frames > 0 {
 			detail += fmt.Sprintf(" (%d frames without a keyframe)", st.Frames)
 		}
-		k.fail(viewer.CauseNoMedia, viewer.ErrNoMedia, detail, "the camera (master) answers but sends no video: check its video source")
+		k.fail(cause.NoMedia, cause.ErrNoMedia, detail, "the camera (master) answers but sends no video: check its video source")
 		return
 	}
 	k.fact("firstFrame", p.keyAt.Sub(p.answerAt).Round(time.Millisecond).String()+" after the answer")

@@ -14,8 +14,8 @@ import (
 	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
 
+	"github.com/kvsrtc/kvsrtc/cause"
 	"github.com/kvsrtc/kvsrtc/rtc"
-	"github.com/kvsrtc/kvsrtc/viewer"
 )
 
 // allocTimeout bounds one TURN allocation.
@@ -75,10 +75,10 @@ func (d *run) checkTURN(ctx context.Context) {
 	case tried == 0:
 		k.skip("no TURN server to allocate on")
 	case refused:
-		k.fail(viewer.CauseICEExpired, firstErr, "TURN refused freshly issued credentials",
+		k.fail(cause.ICEExpired, firstErr, "TURN refused freshly issued credentials",
 			"the TURN server rejects credentials GetIceServerConfig just issued: the service's TURN clock or configuration is off; relay paths will not work (direct paths may)")
 	default:
-		k.fail(viewer.CauseNoMedia, firstErr, "no TURN allocation: the TURN servers are unreachable from here",
+		k.fail(cause.NoMedia, firstErr, "no TURN allocation: the TURN servers are unreachable from here",
 			"allow UDP and TCP (443) to the TURN servers: without them, viewers behind strict NATs or firewalls get no video")
 	}
 }

@@ -3,22 +3,19 @@ package master_test
 import (
 	"context"
 	"log/slog"
-	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 
-	"github.com/kvsrtc/kvsrtc/control"
 	"github.com/kvsrtc/kvsrtc/emulator"
 	"github.com/kvsrtc/kvsrtc/kvsproto"
+	"github.com/kvsrtc/kvsrtc/kvstest"
 	"github.com/kvsrtc/kvsrtc/master"
 	"github.com/kvsrtc/kvsrtc/media"
 	"github.com/kvsrtc/kvsrtc/rtc"
@@ -35,65 +32,22 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: lvl}))
 }
 
-// isolateEnv hides the machine's AWS settings from the test.
-func isolateEnv(t testing.TB) {
-	t.Helper()
-	for _, k := range []string{
-		"AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION",
-		"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-		"AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_KINESIS_VIDEO", "AWS_CA_BUNDLE",
-	} {
-		t.Setenv(k, "")
-		os.Unsetenv(k)
-	}
-	dir := t.TempDir()
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-}
-
 // testEnv is an in-process emulator with channel "demo" and a control
 // client for it.
 type testEnv struct {
-	s   *emulator.Server
-	ctl *control.Client
+	*kvstest.Env
 	arn string
-	tr  *http.Transport // the control client's
 }
 
 func newEnv(t testing.TB) *testEnv {
 	t.Helper()
-	isolateEnv(t)
-	ctx := context.Background()
-	s, err := emulator.Start(ctx, emulator.Config{
+	kvstest.IsolateEnv(t)
+	env := kvstest.New(t, kvstest.Options{Emulator: emulator.Config{
 		Channels:      []string{"demo"},
 		DisableQuotas: true,
 		Logger:        testLogger(t).With("side", "emulator"),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	t.Cleanup(func() {
-		tr.CloseIdleConnections()
-		s.Close()
-	})
-	creds := s.Credentials()
-	ctl, err := control.New(ctx, control.Config{
-		Region:      s.Region(),
-		EndpointURL: s.URL(),
-		Credentials: credentials.NewStaticCredentialsProvider(creds.AccessKeyID, creds.SecretAccessKey, creds.SessionToken),
-		HTTPClient:  &http.Client{Transport: tr},
-		STUNURL:     control.STUNNone,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch, err := ctl.ResolveChannel(ctx, "demo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testEnv{s: s, ctl: ctl, arn: ch.ARN, tr: tr}
+	}})
+	return &testEnv{Env: env, arn: env.ChannelARN(t, "demo")}
 }
 
 // eventLog records the master's events.
@@ -168,95 +122,35 @@ func kindFor(kind master.EventKind, id string) func(master.Event) bool {
 // runningMaster is a Master running in the background.
 type runningMaster struct {
 	m      *master.Master
+	h      *kvstest.Master
 	events *eventLog
-	cancel context.CancelFunc
-	done   chan error
-	once   sync.Once
-	err    error
 }
 
 // stop cancels Run and returns its result.
 func (rm *runningMaster) stop(t testing.TB) error {
 	t.Helper()
-	rm.once.Do(func() {
-		rm.cancel()
-		select {
-		case rm.err = <-rm.done:
-		case <-time.After(30 * time.Second):
-			t.Fatal("Run did not return within 30 s of cancellation")
-		}
-	})
-	return rm.err
+	return rm.h.Stop()
 }
 
 // startMaster runs a master on channel "demo" with the H.264 test pattern
 // (and the Opus tone when audio is set) and waits until it is ready.
 func startMaster(t testing.TB, env *testEnv, audio bool, mutate ...func(*master.Config)) *runningMaster {
 	t.Helper()
-	video, err := media.NewTestSource(rtc.CodecH264, media.SourceConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := master.Config{
-		Channel:             "demo",
-		Control:             env.ctl,
-		Video:               video,
-		LoopbackOnly:        true,
-		DisconnectedTimeout: 300 * time.Millisecond,
-		Logger:              testLogger(t).With("side", "master"),
-	}
-	if audio {
-		if cfg.Audio, err = media.NewTestSource(rtc.CodecOpus, media.SourceConfig{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, f := range mutate {
-		f(&cfg)
-	}
 	events := newEventLog()
-	cfg.OnEvent = events.add
-	m, err := master.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	rm := &runningMaster{m: m, events: events, cancel: cancel, done: make(chan error, 1)}
-	go func() { rm.done <- m.Run(ctx) }()
-	t.Cleanup(func() { rm.stop(t) })
-	select {
-	case <-waitChan(events, master.EventReady):
-	case err := <-rm.done:
-		rm.once.Do(func() { rm.err = err })
-		t.Fatalf("Run ended before ready: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("master not ready within 20 s")
-	}
-	return rm
-}
-
-// waitChan returns a channel closed when an event of kind is logged.
-func waitChan(l *eventLog, kind master.EventKind) <-chan struct{} {
-	out := make(chan struct{})
-	go func() {
-		defer close(out)
-		for {
-			l.mu.Lock()
-			for _, ev := range l.events {
-				if ev.Kind == kind {
-					l.mu.Unlock()
-					return
-				}
+	h := env.StartMaster(t, kvstest.MasterOptions{
+		Channel:        "demo",
+		Audio:          audio,
+		Logger:         testLogger(t).With("side", "master"),
+		IgnoreRunError: true,
+		Configure: func(cfg *master.Config) {
+			cfg.DisconnectedTimeout = 300 * time.Millisecond
+			for _, f := range mutate {
+				f(cfg)
 			}
-			ch := l.changed
-			l.mu.Unlock()
-			select {
-			case <-ch:
-			case <-time.After(30 * time.Second):
-				return
-			}
-		}
-	}()
-	return out
+			cfg.OnEvent = events.add
+		},
+	})
+	return &runningMaster{m: h.Master, h: h, events: events}
 }
 
 // frameLog is a media.Sink recording what a test viewer receives.
@@ -322,13 +216,13 @@ func startViewer(t testing.TB, env *testEnv, id string, o viewerOpts) *testViewe
 	ctx, cancel := context.WithCancel(context.Background())
 	v := &testViewer{id: id, video: newFrameLog(), audio: newFrameLog(), answered: make(chan struct{}), cancel: cancel}
 	t.Cleanup(v.close)
-	ep, err := env.ctl.Endpoints(ctx, env.arn, kvsproto.RoleViewer)
+	ep, err := env.Control.Endpoints(ctx, env.arn, kvsproto.RoleViewer)
 	if err != nil {
 		t.Fatal(err)
 	}
 	v.sig, err = signaling.Dial(ctx, signaling.Config{
 		Endpoint: ep.WSS, ChannelARN: env.arn, Role: kvsproto.RoleViewer, ClientID: id,
-		Region: env.ctl.Region(), Credentials: env.ctl.SigV4Credentials, Now: env.ctl.Now,
+		Region: env.Control.Region(), Credentials: env.Control.SigV4Credentials, Now: env.Control.Now,
 	})
 	if err != nil {
 		t.Fatal(err)

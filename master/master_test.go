@@ -108,7 +108,7 @@ func TestMasterStreamsToViewers(t *testing.T) {
 	// Nothing of the master is left once Run has returned.
 	v1.close()
 	v3.close()
-	env.tr.CloseIdleConnections()
+	env.HTTPClient.CloseIdleConnections()
 	goleak.VerifyNone(t, leaks)
 }
 
@@ -136,7 +136,7 @@ func TestMasterRenewsSignalingWithoutDroppingViewers(t *testing.T) {
 	// GO_AWAY: the master dials a new connection; viewer-1 keeps getting
 	// frames without a gap.
 	start := time.Now()
-	n, err := env.s.Inject(emulator.Fault{Kind: emulator.FaultGoAway, Channel: "demo", Target: "master", Grace: 200 * time.Millisecond})
+	n, err := env.Server.Inject(emulator.Fault{Kind: emulator.FaultGoAway, Channel: "demo", Target: "master", Grace: 200 * time.Millisecond})
 	if err != nil || n != 1 {
 		t.Fatalf("Inject GO_AWAY: %d, %v", n, err)
 	}
@@ -158,7 +158,7 @@ func TestMasterRenewsSignalingWithoutDroppingViewers(t *testing.T) {
 	// The signaling connection drops without a close frame: the master
 	// reconnects, and viewers keep going.
 	start = time.Now()
-	if n, err := env.s.Inject(emulator.Fault{Kind: emulator.FaultClose, Channel: "demo", Target: "master"}); err != nil || n != 1 {
+	if n, err := env.Server.Inject(emulator.Fault{Kind: emulator.FaultClose, Channel: "demo", Target: "master"}); err != nil || n != 1 {
 		t.Fatalf("Inject close: %d, %v", n, err)
 	}
 	rm.events.wait(t, 10*time.Second, "renewed after connection loss", func(ev master.Event) bool {
@@ -249,7 +249,7 @@ func TestMasterReofferCandidatesWaitForTheirOffer(t *testing.T) {
 		{Kind: emulator.FaultDelay, Channel: "demo", Target: "viewer-1", Action: "SDP_OFFER", Delay: 500 * time.Millisecond},
 		{Kind: emulator.FaultDrop, Channel: "demo", Target: "master", Action: "ICE_CANDIDATE", Count: 1000},
 	} {
-		if _, err := env.s.Inject(f); err != nil {
+		if _, err := env.Server.Inject(f); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -267,10 +267,10 @@ func TestMasterEarlyCandidatesAndConnectTimeout(t *testing.T) {
 	// The viewer's offer is held back, so its candidates reach the master
 	// first: they are queued until the offer arrives. The master's own
 	// candidates are dropped, so the viewer's are the only way to connect.
-	if _, err := env.s.Inject(emulator.Fault{Kind: emulator.FaultDelay, Channel: "demo", Target: "early", Action: "SDP_OFFER", Delay: 500 * time.Millisecond}); err != nil {
+	if _, err := env.Server.Inject(emulator.Fault{Kind: emulator.FaultDelay, Channel: "demo", Target: "early", Action: "SDP_OFFER", Delay: 500 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := env.s.Inject(emulator.Fault{Kind: emulator.FaultDrop, Channel: "demo", Target: "master", Action: "ICE_CANDIDATE", Count: 1000}); err != nil {
+	if _, err := env.Server.Inject(emulator.Fault{Kind: emulator.FaultDrop, Channel: "demo", Target: "master", Action: "ICE_CANDIDATE", Count: 1000}); err != nil {
 		t.Fatal(err)
 	}
 	checkKeyframe(t, startViewer(t, env, "early", viewerOpts{}))
@@ -325,7 +325,7 @@ func TestRunSetupErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := master.New(master.Config{Channel: "no-such-channel", Control: env.ctl, Video: video, LoopbackOnly: true})
+	m, err := master.New(master.Config{Channel: "no-such-channel", Control: env.Control, Video: video, LoopbackOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,7 +349,7 @@ func TestNewValidates(t *testing.T) {
 	h264, _ := media.NewTestSource(rtc.CodecH264, media.SourceConfig{})
 	opus, _ := media.NewTestSource(rtc.CodecOpus, media.SourceConfig{})
 	t.Cleanup(func() { h264.Close(); opus.Close() })
-	ok := master.Config{Channel: "demo", Control: env.ctl, Video: h264}
+	ok := master.Config{Channel: "demo", Control: env.Control, Video: h264}
 	for _, tc := range []struct {
 		name string
 		mut  func(*master.Config)

@@ -10,11 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/credentials"
-
-	"github.com/kvsrtc/kvsrtc/control"
-	"github.com/kvsrtc/kvsrtc/emulator"
-	"github.com/kvsrtc/kvsrtc/master"
+	"github.com/kvsrtc/kvsrtc/kvstest"
 	"github.com/kvsrtc/kvsrtc/media"
 	"github.com/kvsrtc/kvsrtc/rtc"
 	"github.com/kvsrtc/kvsrtc/viewer"
@@ -37,47 +33,8 @@ func TestRecordingFromMasterKeepsSourceTiming(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 			defer cancel()
-			srv, err := emulator.Start(ctx, emulator.Config{Channels: []string{"cam"}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer srv.Close()
-			c := srv.Credentials()
-			ctl, err := control.New(ctx, control.Config{Region: srv.Region(), EndpointURL: srv.URL(), STUNURL: control.STUNNone,
-				Credentials: credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, "")})
-			if err != nil {
-				t.Fatal(err)
-			}
-			vsrc, err := media.NewTestSource(tc.codec, media.SourceConfig{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			asrc, err := media.NewTestSource(rtc.CodecOpus, media.SourceConfig{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ready := make(chan struct{}, 1)
-			m, err := master.New(master.Config{Channel: "cam", Control: ctl, Video: vsrc, Audio: asrc, LoopbackOnly: true,
-				OnEvent: func(e master.Event) {
-					if e.Kind == master.EventReady {
-						select {
-						case ready <- struct{}{}:
-						default:
-						}
-					}
-				}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			mctx, stopMaster := context.WithCancel(ctx)
-			mdone := make(chan error, 1)
-			go func() { mdone <- m.Run(mctx) }()
-			defer func() { stopMaster(); <-mdone }()
-			select {
-			case <-ready:
-			case <-ctx.Done():
-				t.Fatal("master not ready")
-			}
+			env := kvstest.New(t, kvstest.Options{Master: &kvstest.MasterOptions{Channel: "cam", Video: tc.codec, Audio: true, IgnoreRunError: true}})
+			ctl := env.Control
 			time.Sleep(1400 * time.Millisecond) // join in the middle of a 1 s GOP
 
 			path := filepath.Join(t.TempDir(), tc.file)

@@ -11,9 +11,9 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/kvsrtc/kvsrtc/cause"
 	"github.com/kvsrtc/kvsrtc/control"
 	"github.com/kvsrtc/kvsrtc/sigv4"
-	"github.com/kvsrtc/kvsrtc/viewer"
 )
 
 // Session is what POST /api/session returns: everything a browser needs for
@@ -90,10 +90,10 @@ func (s *Server) api(h func(w http.ResponseWriter, r *http.Request)) http.Handle
 		w.Header().Set("Cache-Control", "no-store")
 		if ok, status := s.authorize(w, r); !ok {
 			if status == http.StatusTooManyRequests {
-				d := diagnose(viewer.CauseThrottled, "", "", 0, 0, nil)
+				d := diagnose(cause.Throttled, "", "", 0, 0, nil)
 				d.Message = "Too many wrong tokens or stale cookies came from this address."
 				d.Advice = "Wait a minute, then sign in again with the token."
-				s.metrics.inc(s.metrics.failures, string(viewer.CauseThrottled))
+				s.metrics.inc(s.metrics.failures, string(cause.Throttled))
 				s.apiError(w, status, d)
 				return
 			}
@@ -175,7 +175,7 @@ func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) {
 	if ok, wait := s.sessions.allow(s.clientKey(r)); !ok {
 		s.metrics.incRateLimited()
 		w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
-		d := diagnose(viewer.CauseThrottled, req.Channel, "", 0, 0, nil)
+		d := diagnose(cause.Throttled, req.Channel, "", 0, 0, nil)
 		d.Message = "This browser asked for too many sessions in a short time."
 		s.apiError(w, http.StatusTooManyRequests, d)
 		return
@@ -189,10 +189,10 @@ func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) {
 				Message: bad.Error(), Advice: "Reload the page.", Retryable: true})
 			return
 		}
-		cause, status, _ := classify(err)
-		s.metrics.inc(s.metrics.failures, string(cause))
-		s.log.Warn("minting a session failed", "channel", req.Channel, "cause", cause, "err", err)
-		s.apiError(w, status, diagnose(cause, req.Channel, s.cfg.Control.Region(), 0, 0, err))
+		c, status, _ := classify(err)
+		s.metrics.inc(s.metrics.failures, string(c))
+		s.log.Warn("minting a session failed", "channel", req.Channel, "cause", c, "err", err)
+		s.apiError(w, status, diagnose(c, req.Channel, s.cfg.Control.Region(), 0, 0, err))
 		return
 	}
 	if req.Renew != "" {
@@ -293,7 +293,7 @@ func (s *Server) handleDiagnose(w http.ResponseWriter, r *http.Request) {
 	}
 	if ok, _ := s.reports.allow(s.clientKey(r)); !ok {
 		s.metrics.incRateLimited()
-		s.apiError(w, http.StatusTooManyRequests, diagnose(viewer.CauseThrottled, req.Channel, "", 0, 0, nil))
+		s.apiError(w, http.StatusTooManyRequests, diagnose(cause.Throttled, req.Channel, "", 0, 0, nil))
 		return
 	}
 	region := s.cfg.Control.Region()
@@ -303,23 +303,23 @@ func (s *Server) handleDiagnose(w http.ResponseWriter, r *http.Request) {
 		d = diagnose(CauseNotServed, req.Channel, region, 0, 0, nil)
 	} else if _, _, err := s.chans.get(r.Context(), req.Channel, diagnoseMaxAge); err != nil {
 		// The page's trouble started on the server's side.
-		cause, _, _ := classify(err)
-		d = diagnose(cause, req.Channel, region, req.Attempts, elapsed, err)
+		c, _, _ := classify(err)
+		d = diagnose(c, req.Channel, region, req.Attempts, elapsed, err)
 	} else {
-		cause := normCause(req.Cause)
+		c := normCause(req.Cause)
 		if req.Cause == "" {
-			cause = viewer.CauseNoAnswer
+			c = cause.NoAnswer
 		}
 		var code string
 		var probeErr error
-		if cause == viewer.CauseSignalingLost && req.Stage == "signaling" {
+		if c == cause.SignalingLost && req.Stage == "signaling" {
 			// The browser saw its WebSocket fail and cannot say why: ask
 			// the service the same way.
-			if pc, c, perr := s.probeSignaling(r.Context(), req.Channel); pc != "" {
-				cause, code, probeErr = pc, c, perr
+			if pc, pcode, perr := s.probeSignaling(r.Context(), req.Channel); pc != "" {
+				c, code, probeErr = pc, pcode, perr
 			}
 		}
-		d = diagnose(cause, req.Channel, region, req.Attempts, elapsed, probeErr)
+		d = diagnose(c, req.Channel, region, req.Attempts, elapsed, probeErr)
 		if code != "" {
 			d.Message += " (" + code + ")"
 		}
@@ -343,15 +343,15 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent) // reports are best effort
 		return
 	}
-	cause := string(normCause(req.Cause))
+	label := string(normCause(req.Cause))
 	switch req.Event {
 	case "first-frame":
 		if req.Ms > 0 && req.Ms < 10*60*1000 {
 			s.metrics.observeTTFF(req.Channel, time.Duration(req.Ms*float64(time.Millisecond)))
 		}
 	case "attempt-failed":
-		s.metrics.inc(s.metrics.failures, cause)
-		if c := viewer.Cause(cause); c == viewer.CauseChannelNotFound || c == viewer.CauseCredentials || c == viewer.CauseSignalingLost {
+		s.metrics.inc(s.metrics.failures, label)
+		if c := cause.Cause(label); c == cause.ChannelNotFound || c == cause.Credentials || c == cause.SignalingLost {
 			// Each eviction costs control-plane calls against the account's
 			// small TPS limits, and any signed-in page may report: at most
 			// one per channel every 10 s.
@@ -360,7 +360,7 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	case "reconnect":
-		s.metrics.inc(s.metrics.reconnects, cause)
+		s.metrics.inc(s.metrics.reconnects, label)
 	default:
 		s.apiError(w, http.StatusBadRequest, Diagnosis{Cause: CauseBadRequest, Title: "Bad request",
 			Message: "Unknown report event.", Advice: "Reload the page."})

@@ -9,7 +9,7 @@ import (
 
 	"github.com/kvsrtc/kvsrtc/control"
 	"github.com/kvsrtc/kvsrtc/kvsproto"
-	"github.com/kvsrtc/kvsrtc/viewer"
+	"github.com/kvsrtc/kvsrtc/retry"
 )
 
 // Defaults used for zero Config fields.
@@ -61,8 +61,8 @@ type Config struct {
 	TrustedProxies []string
 
 	// Retry is the page's answer timeout and retry policy (zero fields take
-	// viewer.DefaultRetryPolicy's values).
-	Retry viewer.RetryPolicy
+	// retry.Default's values).
+	Retry retry.Policy
 	// StallTimeout is how long the page may play without a new frame before
 	// it reconnects (0: 5 s).
 	StallTimeout time.Duration

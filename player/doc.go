@@ -19,7 +19,7 @@
 // after a click). Both inline scripts (and the inline style sheet) are
 // allowed by their hashes in the Content-Security-Policy; nothing else runs.
 //
-// The page's retry policy follows viewer.RetryPolicy: a bounded wait for the
+// The page's retry policy follows retry.Policy: a bounded wait for the
 // answer and for the first frame, retries with jittered exponential backoff,
 // a fresh session per attempt and a complete teardown of the previous one;
 // ICE restart (over a renewed signaling URL for the same client id) when
@@ -28,7 +28,7 @@
 // (POST /api/diagnose), which re-checks the channel with the control plane,
 // repeats a WebSocket upgrade the browser saw fail (a browser cannot read
 // the refusal: a full channel, throttling, a bad signature), and words the
-// cause (viewer.Cause names, plus the player's own).
+// cause (package cause's names, plus the player's own).
 //
 // Access control: Config.Auth is a token (16+ characters) that protects
 // every page, the API and /metrics. A browser signs in once (login form, a

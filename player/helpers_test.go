@@ -11,12 +11,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"go.uber.org/goleak"
 
 	"github.com/kvsrtc/kvsrtc/control"
 	"github.com/kvsrtc/kvsrtc/emulator"
 	"github.com/kvsrtc/kvsrtc/internal/testutil"
+	"github.com/kvsrtc/kvsrtc/kvstest"
 	"github.com/kvsrtc/kvsrtc/player"
 )
 
@@ -46,33 +46,14 @@ type fixture struct {
 	token string
 }
 
-func newControl(t testing.TB, emu *emulator.Server) *control.Client {
-	t.Helper()
-	c := emu.Credentials()
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	t.Cleanup(tr.CloseIdleConnections)
-	ctl, err := control.New(t.Context(), control.Config{
-		Region: emu.Region(), EndpointURL: emu.URL(), STUNURL: control.STUNNone,
-		HTTPClient:  &http.Client{Transport: tr},
-		Credentials: credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, c.SessionToken),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ctl
-}
-
 func newFixture(t *testing.T, pcfg player.Config, ecfg emulator.Config) *fixture {
 	t.Helper()
 	if ecfg.Channels == nil {
 		ecfg.Channels = []string{"cam", "other"}
 	}
-	emu, err := emulator.Start(t.Context(), ecfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = emu.Close() })
-	f := &fixture{emu: emu, ctl: newControl(t, emu), logs: &testutil.Buffer{}}
+	env := kvstest.New(t, kvstest.Options{Emulator: ecfg})
+	emu := env.Server
+	f := &fixture{emu: emu, ctl: env.Control, logs: &testutil.Buffer{}}
 	pcfg.Control = f.ctl
 	if pcfg.Channels == nil {
 		pcfg.Channels = []string{"cam"}
@@ -86,6 +67,7 @@ func newFixture(t *testing.T, pcfg player.Config, ecfg emulator.Config) *fixture
 		lw = io.MultiWriter(f.logs, os.Stderr)
 	}
 	pcfg.Logger = slog.New(slog.NewTextHandler(lw, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var err error
 	f.srv, err = player.New(pcfg)
 	if err != nil {
 		t.Fatal(err)

@@ -18,17 +18,13 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/kvsrtc/kvsrtc/emulator"
+	"github.com/kvsrtc/kvsrtc/kvstest"
 	"github.com/kvsrtc/kvsrtc/player"
 	"github.com/kvsrtc/kvsrtc/viewer"
 )
 
 func TestConfigValidation(t *testing.T) {
-	emu, err := emulator.Start(t.Context(), emulator.Config{TURNDisabled: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer emu.Close()
-	ctl := newControl(t, emu)
+	ctl := kvstest.New(t, kvstest.Options{Emulator: emulator.Config{TURNDisabled: true}}).Control
 	ok := player.Config{Control: ctl, Channels: []string{"cam"}, Auth: testToken}
 	cases := map[string]func(c *player.Config){
 		"no control":        func(c *player.Config) { c.Control = nil },

@@ -11,8 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kvsrtc/kvsrtc/cause"
 	"github.com/kvsrtc/kvsrtc/control"
-	"github.com/kvsrtc/kvsrtc/viewer"
+	"github.com/kvsrtc/kvsrtc/signaling"
 )
 
 // probeTimeout bounds the signaling probe of a diagnosis.
@@ -24,14 +25,14 @@ const probeTimeout = 5 * time.Second
 // refusal. It returns "" when the upgrade succeeds (the connection is
 // closed at once) or the probe itself fails. When the service gives no
 // answer at all (DNS, dial, TLS, proxy, timeout) the cause is
-// viewer.CauseUnreachable and err says where and what failed.
-func (s *Server) probeSignaling(ctx context.Context, channel string) (cause viewer.Cause, code string, err error) {
+// cause.Unreachable and err says where and what failed.
+func (s *Server) probeSignaling(ctx context.Context, channel string) (c cause.Cause, code string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	sess, err := s.mint(ctx, channel, "")
 	if err != nil {
-		cause, _, _ := classify(err)
-		return cause, "", err
+		c, _, _ := classify(err)
+		return c, "", err
 	}
 	u := sess.SignalingURL
 	switch {
@@ -58,7 +59,7 @@ func (s *Server) probeSignaling(ctx context.Context, channel string) (cause view
 	if err != nil {
 		if ue := control.Unreachable(err, "KVS signaling endpoint", "WebSocket upgrade", endpointOf(sess.SignalingURL)); ue != nil {
 			s.log.Info("signaling probe: endpoint unreachable", "channel", channel, "endpoint", ue.Endpoint, "failed", ue.Failure, "err", err)
-			return viewer.CauseUnreachable, "", ue
+			return cause.Unreachable, "", ue
 		}
 		s.log.Debug("signaling probe failed", "channel", channel, "err", err)
 		return "", "", nil
@@ -110,22 +111,9 @@ func awsError(resp *http.Response, body []byte) (code, msg string) {
 	return strings.TrimSpace(code), msg
 }
 
-// handshakeCause maps a refused WebSocket upgrade to a cause.
-func handshakeCause(status int, code, msg string) viewer.Cause {
-	lmsg := strings.ToLower(msg)
-	switch {
-	case code == "ClientLimitExceededException" && strings.Contains(lmsg, "viewer"):
-		return viewer.CauseChannelFull
-	case code == "ClientLimitExceededException" || status == http.StatusTooManyRequests:
-		return viewer.CauseThrottled
-	case code == "ResourceNotFoundException" || status == http.StatusNotFound:
-		return viewer.CauseChannelNotFound
-	case strings.Contains(lmsg, "signature expired") || strings.Contains(lmsg, "not yet current"):
-		return viewer.CauseClockSkew
-	case status == http.StatusForbidden || status == http.StatusUnauthorized:
-		return viewer.CauseCredentials
-	case code == "InvalidArgumentException":
-		return viewer.CauseClientID
-	}
-	return viewer.CauseSignalingLost
+// handshakeCause maps a refused WebSocket upgrade to a cause, the way
+// package cause classifies the viewer's own refused upgrades.
+func handshakeCause(status int, code, msg string) cause.Cause {
+	c, _ := cause.Classify(&signaling.HandshakeError{StatusCode: status, Code: code, Message: msg})
+	return c
 }

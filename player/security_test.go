@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kvsrtc/kvsrtc/emulator"
+	"github.com/kvsrtc/kvsrtc/kvstest"
 	"github.com/kvsrtc/kvsrtc/player"
 )
 
@@ -88,13 +89,8 @@ func TestWrongBearerRateLimited(t *testing.T) {
 // TestShortAuthRefused: a token shorter than 16 characters is refused,
 // with a pointer to the generated one.
 func TestShortAuthRefused(t *testing.T) {
-	emu, err := emulator.Start(t.Context(), emulator.Config{TURNDisabled: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer emu.Close()
-	ctl := newControl(t, emu)
-	_, err = player.New(player.Config{Control: ctl, Channels: []string{"cam"}, Auth: "fifteen-chars15"})
+	ctl := kvstest.New(t, kvstest.Options{Emulator: emulator.Config{TURNDisabled: true}}).Control
+	_, err := player.New(player.Config{Control: ctl, Channels: []string{"cam"}, Auth: "fifteen-chars15"})
 	if !errors.Is(err, player.ErrInvalidConfig) || !strings.Contains(err.Error(), "16") || !strings.Contains(err.Error(), "generat") {
 		t.Fatalf("a 15-character token: %v", err)
 	}

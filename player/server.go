@@ -24,7 +24,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/kvsrtc/kvsrtc/viewer"
+	"github.com/kvsrtc/kvsrtc/retry"
 )
 
 //go:embed assets
@@ -109,10 +109,10 @@ const hstsValue = "max-age=15552000"
 // caches fresh, Serve does both on a listener.
 type Server struct {
 	cfg      Config
-	policy   viewer.RetryPolicy
+	policy   retry.Policy
 	auth     *auth
 	chans    *channels
-	ids      *viewer.ClientIDs
+	ids      *retry.ClientIDs
 	sessions *limiter
 	logins   *limiter // failed sign-in checks (bearer, cookie, form, ?token=, ?code=) per client
 	gate     *limiter // checks of blocked clients, all together
@@ -163,7 +163,7 @@ func New(cfg Config) (*Server, error) {
 		policy:   policy,
 		auth:     newAuth(c.Auth, c.SessionMaxAge, c.Now),
 		chans:    newChannels(c.Control, c.Channels, c.ChannelRefresh, c.Now),
-		ids:      &viewer.ClientIDs{Prefix: c.ClientIDPrefix, Now: c.Now},
+		ids:      &retry.ClientIDs{Prefix: c.ClientIDPrefix, Now: c.Now},
 		sessions: newLimiter(c.SessionRate, c.SessionBurst, c.Now),
 		logins:   newLimiter(loginRate, loginBurst, c.Now),
 		gate:     newLimiter(blockedCheckRate, blockedCheckBurst, c.Now),
@@ -276,7 +276,7 @@ type pagePolicy struct {
 	BudgetMs          int64 `json:"budgetMs"` // <= 0: none
 	StallTimeoutMs    int64 `json:"stallTimeoutMs"`
 	ICERestartGraceMs int64 `json:"iceRestartGraceMs"`
-	// LateAnswerWindowMs: see viewer.RetryPolicy.LateAnswerWindow (<= 0: off).
+	// LateAnswerWindowMs: see retry.Policy.LateAnswerWindow (<= 0: off).
 	LateAnswerWindowMs int64 `json:"lateAnswerWindowMs"`
 }
 

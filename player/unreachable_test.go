@@ -14,6 +14,7 @@ import (
 	"github.com/kvsrtc/kvsrtc/control"
 	"github.com/kvsrtc/kvsrtc/emulator"
 	"github.com/kvsrtc/kvsrtc/internal/testutil"
+	"github.com/kvsrtc/kvsrtc/kvstest"
 	"github.com/kvsrtc/kvsrtc/player"
 	"github.com/kvsrtc/kvsrtc/viewer"
 )
@@ -78,18 +79,9 @@ func TestSessionServiceUnreachable(t *testing.T) {
 // signaling endpoints it hands out do not resolve: the diagnosis of a page
 // whose WebSocket failed names that endpoint.
 func TestDiagnoseSignalingUnreachable(t *testing.T) {
-	emu, err := emulator.Start(t.Context(), emulator.Config{Channels: []string{"cam"}, TURNDisabled: true, Hostname: "kvsrtc-test-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.invalid"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = emu.Close() })
+	env := kvstest.New(t, kvstest.Options{Emulator: emulator.Config{Channels: []string{"cam"}, TURNDisabled: true, Hostname: "kvsrtc-test-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.invalid"}})
 	// The emulator's URL names the unresolvable host: talk to its address.
-	c := emu.Credentials()
-	ctl, err := control.New(t.Context(), control.Config{Region: emu.Region(), EndpointURL: "http://" + emu.Addr().String(), STUNURL: control.STUNNone,
-		Credentials: credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, "")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctl := env.NewControl(t, func(c *control.Config) { c.EndpointURL = "http://" + env.Server.Addr().String() })
 	f := serve(t, player.Config{Control: ctl, Channels: []string{"cam"}, Auth: testToken})
 	resp, b := f.request(t, "POST", "/api/diagnose", map[string]any{"channel": "cam", "cause": "signaling-lost", "stage": "signaling", "attempts": 3}, f.bearer())
 	var d player.Diagnosis

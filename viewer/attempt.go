@@ -11,6 +11,7 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/kvsrtc/kvsrtc/cause"
 	"github.com/kvsrtc/kvsrtc/control"
 	"github.com/kvsrtc/kvsrtc/kvsproto"
 	"github.com/kvsrtc/kvsrtc/media"
@@ -18,39 +19,23 @@ import (
 	"github.com/kvsrtc/kvsrtc/signaling"
 )
 
-// Errors of one attempt that the retry loop acts on.
+// Errors of one attempt that the retry loop acts on: package cause's, so
+// that its one classification knows them.
 var (
-	errMediaStalled = errors.New("viewer: media stopped arriving")
-	errICEFailed    = errors.New("viewer: ICE connection failed and the ICE restart did not recover it")
-	errBadAnswer    = errors.New("viewer: the master's answer cannot be used")
-	errBadOffer     = errors.New("viewer: the offer cannot be sent")
-	errNoRelay      = errors.New("viewer: no TURN relay candidate")
+	errMediaStalled = cause.ErrMediaStalled
+	errICEFailed    = cause.ErrICEFailed
+	errBadAnswer    = cause.ErrBadAnswer
+	errBadOffer     = cause.ErrBadOffer
+	errNoRelay      = cause.ErrNoRelay
 )
 
-// closeCodeReplaced is the WebSocket close code with which the local
-// emulator closes a connection when a newer one with the same client id
-// takes over (the service's own code is not documented; a close reason
-// naming the replacement is recognised too).
-const closeCodeReplaced = 4001
-
 // isTakenOver reports whether a signaling connection ended because a newer
-// connection with the same client id took over.
-func isTakenOver(err error) bool {
-	var ce *signaling.CloseError
-	return errors.As(err, &ce) && (ce.Code == closeCodeReplaced || strings.Contains(strings.ToLower(ce.Reason), "replaced"))
-}
+// connection with the same client id took over (cause.TakenOver).
+func isTakenOver(err error) bool { return cause.TakenOver(err) }
 
 // isSkewRefusal reports whether the service refused a presigned URL
-// because of the signing time (AWS says "Signature expired" or "Signature
-// not yet current"; the KVS C SDK looks for the same words).
-func isSkewRefusal(err error) bool {
-	var he *signaling.HandshakeError
-	if !errors.As(err, &he) || !errors.Is(err, signaling.ErrForbidden) {
-		return false
-	}
-	m := strings.ToLower(he.Message)
-	return strings.Contains(m, "signature expired") || strings.Contains(m, "signature not yet current")
-}
+// because of the signing time (cause.SkewRefusal).
+func isSkewRefusal(err error) bool { return cause.SkewRefusal(err) }
 
 // attemptResult is how one attempt ended.
 type attemptResult struct {
@@ -181,18 +166,8 @@ type trackArrival struct {
 }
 
 func (a *attemptRun) fail(stage string, err error) attemptResult {
-	cause, fatal := classify(err)
-	switch {
-	case errors.Is(err, errMediaStalled):
-		cause, fatal = CauseMasterGone, false
-	case errors.Is(err, errICEFailed):
-		cause, fatal = CauseNetworkChange, false
-	case errors.Is(err, errBadAnswer), errors.Is(err, errBadOffer):
-		cause, fatal = CauseBadOffer, true
-	case errors.Is(err, errNoRelay):
-		cause, fatal = CauseICEExpired, false
-	}
-	return attemptResult{err: err, stage: stage, cause: cause, fatal: fatal, streamed: a.streaming}
+	c, fatal := classify(err)
+	return attemptResult{err: err, stage: stage, cause: c, fatal: fatal, streamed: a.streaming}
 }
 
 // dial opens a signaling connection. A refusal for the signing time
@@ -454,7 +429,7 @@ func (a *attemptRun) loop(ctx context.Context) attemptResult {
 			if restarting {
 				return a.fail("ice", fmt.Errorf("%w: no answer to the ICE restart offer within %v", errICEFailed, s.cfg.Retry.AnswerTimeout))
 			}
-			if extra, ok := s.cfg.Retry.lingers(); ok && !a.lingering && !a.remoteSet && a.notes != nil {
+			if extra, ok := s.cfg.Retry.Lingers(); ok && !a.lingering && !a.remoteSet && a.notes != nil {
 				// Lost, or late: the next attempt starts now, and this one
 				// keeps listening until the late-answer window ends.
 				a.lingering = true
@@ -733,7 +708,7 @@ func (a *attemptRun) renewFailed(ctx context.Context, err error, retryT *timer) 
 	}
 	wait := s.cfg.Retry.Backoff(a.renewN, s.cfg.rand)
 	if cause == CauseThrottled {
-		wait = max(wait, s.cfg.Retry.throttled(a.renewN, s.cfg.rand))
+		wait = max(wait, s.cfg.Retry.Throttled(a.renewN, s.cfg.rand))
 	}
 	s.log.Warn("renewing the signaling connection failed; retrying", "attempt", a.renewN, "retry_in", wait.Round(time.Millisecond), "err", err)
 	if a.sigEv != nil {
@@ -841,11 +816,7 @@ func (a *attemptRun) handle(ctx context.Context, ev signaling.Event, answerT, me
 		st := ev.Status
 		s.log.Warn("status response", "correlationId", st.CorrelationID, "errorType", st.ErrorType, "statusCode", string(st.StatusCode), "description", st.Description)
 		if st.CorrelationID != "" && st.CorrelationID == a.offerCorrelation && !st.Success {
-			err := &StatusError{Code: st.StatusCode.Int(), Type: st.ErrorType, Description: st.Description}
-			if st.ErrorType == kvsproto.ErrCodeClientLimitExceeded {
-				return attemptResult{err: err, stage: "signaling", cause: CauseThrottled, streamed: a.streaming}, true
-			}
-			return attemptResult{err: err, stage: "signaling", cause: CauseBadOffer, fatal: true, streamed: a.streaming}, true
+			return a.fail("signaling", &StatusError{Code: st.StatusCode.Int(), Type: st.ErrorType, Description: st.Description}), true
 		}
 
 	case kvsproto.MessageGoAway:
@@ -865,16 +836,9 @@ func (a *attemptRun) handle(ctx context.Context, ev signaling.Event, answerT, me
 	return attemptResult{}, false
 }
 
-// StatusError is a STATUS_RESPONSE the service sent for the viewer's offer.
-type StatusError struct {
-	Code        int
-	Type        string
-	Description string
-}
-
-func (e *StatusError) Error() string {
-	return fmt.Sprintf("service rejected the offer: %s (%d) %s", e.Type, e.Code, e.Description)
-}
+// StatusError is a STATUS_RESPONSE the service sent for the viewer's offer
+// (cause.StatusError, which Classify knows).
+type StatusError = cause.StatusError
 
 // checkAnswer rejects an answer in which the master declined the video.
 func checkAnswer(sdp string) error {

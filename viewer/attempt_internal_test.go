@@ -3,28 +3,10 @@ package viewer
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"testing"
-	"time"
 
 	"github.com/kvsrtc/kvsrtc/signaling"
 )
-
-func TestThrottledBackoffGrows(t *testing.T) {
-	p := DefaultRetryPolicy()
-	r := rand.New(rand.NewPCG(3, 4))
-	for n, lo := range []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 8 * time.Second} {
-		for range 50 {
-			if d := p.throttled(n+1, r); d < lo || d >= 2*lo {
-				t.Fatalf("throttled(%d) = %v, want in [%v, %v)", n+1, d, lo, 2*lo)
-			}
-		}
-	}
-	p.NoJitter = true
-	if d := p.throttled(2, nil); d != time.Second {
-		t.Fatalf("without jitter: %v", d)
-	}
-}
 
 func TestTakenOverAndSkewRefusals(t *testing.T) {
 	cases := []struct {

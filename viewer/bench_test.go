@@ -52,11 +52,11 @@ func firstFrame(b *testing.B, cfg viewer.Config) time.Duration {
 //	go test -run '^$' -bench TimeToFirstFrame -benchtime 100x ./viewer
 func BenchmarkTimeToFirstFrame(b *testing.B) {
 	e := newEnv(b, emulator.Config{DisableQuotas: true})
-	e.startMaster(b, "cam")
+	startMaster(b, e, "cam")
 	var ttff []time.Duration
 	b.ResetTimer()
 	for b.Loop() {
-		ttff = append(ttff, firstFrame(b, viewer.Config{Channel: "cam", Control: e.ctl, LoopbackOnly: true, Retry: fastPolicy()}))
+		ttff = append(ttff, firstFrame(b, viewer.Config{Channel: "cam", Control: e.Control, LoopbackOnly: true, Retry: fastPolicy()}))
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(percentile(ttff, 0.5).Microseconds())/1000, "p50-ms")
@@ -70,14 +70,14 @@ func BenchmarkTimeToFirstFrame(b *testing.B) {
 //	go test -run '^$' -bench LostAnswer -benchtime 5x ./viewer
 func BenchmarkLostAnswerRecovery(b *testing.B) {
 	e := newEnv(b, emulator.Config{DisableQuotas: true})
-	e.startMaster(b, "cam")
+	startMaster(b, e, "cam")
 	var ttff []time.Duration
 	for b.Loop() {
-		if _, err := e.srv.Inject(emulator.Fault{Kind: emulator.FaultDrop, Channel: "cam", Action: kvsproto.ActionSDPAnswer, Count: 1}); err != nil {
+		if _, err := e.Server.Inject(emulator.Fault{Kind: emulator.FaultDrop, Channel: "cam", Action: kvsproto.ActionSDPAnswer, Count: 1}); err != nil {
 			b.Fatal(err)
 		}
 		var first time.Duration
-		s, err := viewer.New(viewer.Config{Channel: "cam", Control: e.ctl, LoopbackOnly: true,
+		s, err := viewer.New(viewer.Config{Channel: "cam", Control: e.Control, LoopbackOnly: true,
 			OnEvent: func(ev viewer.Event) {
 				if ev.TimeToFirstFrame > 0 {
 					first = ev.TimeToFirstFrame
@@ -121,10 +121,10 @@ func benchViewers(b *testing.B, n int, dur time.Duration) {
 	channels := make([]string, (n+9)/10)
 	for i := range channels {
 		channels[i] = fmt.Sprintf("cam%d", i)
-		if _, err := e.srv.CreateChannel(b.Context(), channels[i], 0); err != nil {
+		if _, err := e.Server.CreateChannel(b.Context(), channels[i], 0); err != nil {
 			b.Fatal(err)
 		}
-		e.startMaster(b, channels[i])
+		startMaster(b, e, channels[i])
 	}
 	var before, after runtime.MemStats
 	runtime.GC()
@@ -136,7 +136,7 @@ func benchViewers(b *testing.B, n int, dur time.Duration) {
 	}
 	out := make(chan res, n)
 	for i := range n {
-		s, err := viewer.New(viewer.Config{Channel: channels[i/10], Control: e.ctl, LoopbackOnly: true, Retry: fastPolicy(), Duration: dur})
+		s, err := viewer.New(viewer.Config{Channel: channels[i/10], Control: e.Control, LoopbackOnly: true, Retry: fastPolicy(), Duration: dur})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -169,11 +169,11 @@ func benchViewers(b *testing.B, n int, dur time.Duration) {
 //	go test -run '^$' -bench RelayVsDirect -benchtime 20x ./viewer
 func BenchmarkRelayVsDirect(b *testing.B) {
 	e := newEnv(b, emulator.Config{DisableQuotas: true})
-	e.startMaster(b, "cam")
+	startMaster(b, e, "cam")
 	var direct, relay []time.Duration
 	for b.Loop() {
-		direct = append(direct, firstFrame(b, viewer.Config{Channel: "cam", Control: e.ctl, LoopbackOnly: true, Retry: fastPolicy()}))
-		relay = append(relay, firstFrame(b, viewer.Config{Channel: "cam", Control: e.ctl, LoopbackOnly: true, Retry: fastPolicy(), ForceRelay: true}))
+		direct = append(direct, firstFrame(b, viewer.Config{Channel: "cam", Control: e.Control, LoopbackOnly: true, Retry: fastPolicy()}))
+		relay = append(relay, firstFrame(b, viewer.Config{Channel: "cam", Control: e.Control, LoopbackOnly: true, Retry: fastPolicy(), ForceRelay: true}))
 	}
 	d, r := percentile(direct, 0.5), percentile(relay, 0.5)
 	b.ReportMetric(float64(d.Microseconds())/1000, "direct-p50-ms")

@@ -53,6 +53,7 @@ func (s *Session) connect(ctx context.Context, ch control.Channel) error {
 		open         []*handle
 		backoff      timer
 		waiting      bool // backoff runs before the next attempt
+		full         bool // the channel refused an attempt as full: start no more
 		notes        = make(chan attemptNote, 8)
 		results      = make(chan *handle)
 		stop         = make(chan struct{}) // closed when connect returns
@@ -136,6 +137,9 @@ func (s *Session) connect(ctx context.Context, ch control.Channel) error {
 		if waiting || ctx.Err() != nil {
 			return false
 		}
+		if full {
+			return true
+		}
 		if attempt >= s.cfg.Retry.MaxAttempts && !(nextCause == CauseChannelFull && s.cfg.WaitForSlot) {
 			return true
 		}
@@ -146,7 +150,7 @@ func (s *Session) connect(ctx context.Context, ch control.Channel) error {
 		}
 		wait := s.cfg.Retry.Backoff(attempt, s.cfg.rand)
 		if nextCause == CauseThrottled {
-			wait = max(wait, s.cfg.Retry.throttled(attempt, s.cfg.rand))
+			wait = max(wait, s.cfg.Retry.Throttled(attempt, s.cfg.rand))
 		}
 		if !budgetEnd.IsZero() && time.Now().Add(wait).After(budgetEnd) {
 			if lastErr == nil || !errors.Is(lastErr.Err, ErrBudget) {
@@ -219,6 +223,7 @@ func (s *Session) connect(ctx context.Context, ch control.Channel) error {
 				// before anything else happens.
 				backoff.stop()
 				waiting = false
+				full = false // the winner has its slot
 				for _, o := range open {
 					if o != h {
 						s.log.Info("an answer arrived; closing the other open attempt", "answered", h.a.n, "closed", o.a.n, "late", h.timedOut)
@@ -264,8 +269,23 @@ func (s *Session) connect(ctx context.Context, ch control.Channel) error {
 				// master stopped answering or sending.
 				cause = CauseMasterGone
 			}
+			if fatal && cause == CauseChannelFull && len(open) > 0 {
+				// The channel is full, and an earlier attempt of this
+				// session, still listening for a late answer, holds one of
+				// its slots: it decides. No further attempt starts.
+				s.log.Info("channel full while an earlier attempt still waits for its answer; waiting for that one", "refused", h.a.n)
+				lastErr = &SessionError{Stage: res.stage, Cause: cause, Attempts: total, Err: res.err}
+				full = true
+				continue
+			}
 			if fatal {
 				return &SessionError{Stage: res.stage, Cause: cause, Attempts: total, Err: res.err}
+			}
+			if full {
+				if len(open) == 0 {
+					return lastErr // the channel-full error says more than the late attempt's timeout
+				}
+				continue
 			}
 			nextCause = cause
 			if res.streamed {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/kvsrtc/kvsrtc/emulator"
 	"github.com/kvsrtc/kvsrtc/kvsproto"
+	"github.com/kvsrtc/kvsrtc/kvstest"
 	"github.com/kvsrtc/kvsrtc/rtc"
 	"github.com/kvsrtc/kvsrtc/signaling"
 	"github.com/kvsrtc/kvsrtc/viewer"
@@ -30,18 +31,18 @@ func cSDKCanTrickle(sdp string) bool {
 
 // rawMaster connects to channel "cam" as its master, with nothing behind
 // the signaling connection: the test plays the camera.
-func rawMaster(t *testing.T, e *env) *signaling.Client {
+func rawMaster(t *testing.T, e *kvstest.Env) *signaling.Client {
 	t.Helper()
-	ch, err := e.ctl.ResolveChannel(t.Context(), "cam")
+	ch, err := e.Control.ResolveChannel(t.Context(), "cam")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ep, err := e.ctl.Endpoints(t.Context(), ch.ARN, kvsproto.RoleMaster)
+	ep, err := e.Control.Endpoints(t.Context(), ch.ARN, kvsproto.RoleMaster)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m, err := signaling.Dial(t.Context(), signaling.Config{Endpoint: ep.WSS, ChannelARN: ch.ARN, Role: kvsproto.RoleMaster,
-		Region: e.ctl.Region(), Credentials: e.ctl.SigV4Credentials, Now: e.ctl.Now})
+		Region: e.Control.Region(), Credentials: e.Control.SigV4Credentials, Now: e.Control.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +60,7 @@ func TestViewerOfferIsTrickleForTheCSDK(t *testing.T) {
 	vctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		s, err := viewer.New(viewer.Config{Channel: "cam", Control: e.ctl, LoopbackOnly: true,
+		s, err := viewer.New(viewer.Config{Channel: "cam", Control: e.Control, LoopbackOnly: true,
 			Retry: viewer.RetryPolicy{AnswerTimeout: 300 * time.Millisecond, MaxAttempts: 2, BackoffBase: 10 * time.Millisecond, BackoffCap: 20 * time.Millisecond, LateAnswerWindow: -1}})
 		if err == nil {
 			err = s.Run(vctx)
@@ -126,7 +127,7 @@ func TestViewerNamesAMasterThatSendsNoCandidates(t *testing.T) {
 			_ = m.SendAnswer(ctx, kvsproto.SessionDescription{Type: "answer", SDP: ans.SDP}, ev.SenderClientID, "")
 		}
 	}()
-	s, err := viewer.New(viewer.Config{Channel: "cam", Control: e.ctl, LoopbackOnly: true,
+	s, err := viewer.New(viewer.Config{Channel: "cam", Control: e.Control, LoopbackOnly: true,
 		Retry: viewer.RetryPolicy{AnswerTimeout: 2 * time.Second, MediaTimeout: time.Second, MaxAttempts: 1, LateAnswerWindow: -1}})
 	if err != nil {
 		t.Fatal(err)

@@ -38,14 +38,14 @@ func offersSent(events []viewer.Event) int {
 // down, and no third offer is sent: at most two are ever open.
 func TestViewerTakesALateAnswer(t *testing.T) {
 	e := newEnv(t, emulator.Config{DisableQuotas: true})
-	e.startMaster(t, "cam")
-	if _, err := e.srv.Inject(emulator.Fault{Kind: emulator.FaultDelay, Channel: "cam", Action: kvsproto.ActionSDPAnswer, Count: 100, Delay: 3 * time.Second}); err != nil {
+	startMaster(t, e, "cam")
+	if _, err := e.Server.Inject(emulator.Fault{Kind: emulator.FaultDelay, Channel: "cam", Action: kvsproto.ActionSDPAnswer, Count: 100, Delay: 3 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	var rec recorder
 	p := viewer.RetryPolicy{AnswerTimeout: time.Second, MediaTimeout: 5 * time.Second, MaxAttempts: 5,
 		BackoffBase: 50 * time.Millisecond, BackoffCap: 100 * time.Millisecond, LateAnswerWindow: 6 * time.Second}
-	s, err := viewer.New(viewer.Config{Channel: "cam", Control: e.ctl, LoopbackOnly: true, Retry: p, Duration: 300 * time.Millisecond, OnEvent: rec.on})
+	s, err := viewer.New(viewer.Config{Channel: "cam", Control: e.Control, LoopbackOnly: true, Retry: p, Duration: 300 * time.Millisecond, OnEvent: rec.on})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,12 +76,12 @@ func TestViewerDefaultPolicyStreamsFromASlowMaster(t *testing.T) {
 		t.Skip("takes 10 s")
 	}
 	e := newEnv(t, emulator.Config{DisableQuotas: true})
-	e.startMaster(t, "cam")
-	if _, err := e.srv.Inject(emulator.Fault{Kind: emulator.FaultDelay, Channel: "cam", Action: kvsproto.ActionSDPAnswer, Count: 100, Delay: 10 * time.Second}); err != nil {
+	startMaster(t, e, "cam")
+	if _, err := e.Server.Inject(emulator.Fault{Kind: emulator.FaultDelay, Channel: "cam", Action: kvsproto.ActionSDPAnswer, Count: 100, Delay: 10 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	var rec recorder
-	s, err := viewer.New(viewer.Config{Channel: "cam", Control: e.ctl, LoopbackOnly: true, Duration: 300 * time.Millisecond, OnEvent: rec.on})
+	s, err := viewer.New(viewer.Config{Channel: "cam", Control: e.Control, LoopbackOnly: true, Duration: 300 * time.Millisecond, OnEvent: rec.on})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,13 +103,13 @@ func TestViewerDefaultPolicyStreamsFromASlowMaster(t *testing.T) {
 // session still gives up with no-answer after MaxAttempts.
 func TestViewerLateAnswerWindowEnds(t *testing.T) {
 	e := newEnv(t, emulator.Config{DisableQuotas: true})
-	e.startMaster(t, "cam")
-	if _, err := e.srv.Inject(emulator.Fault{Kind: emulator.FaultDrop, Channel: "cam", Action: kvsproto.ActionSDPAnswer, Count: 1000}); err != nil {
+	startMaster(t, e, "cam")
+	if _, err := e.Server.Inject(emulator.Fault{Kind: emulator.FaultDrop, Channel: "cam", Action: kvsproto.ActionSDPAnswer, Count: 1000}); err != nil {
 		t.Fatal(err)
 	}
 	var rec recorder
 	p := viewer.RetryPolicy{AnswerTimeout: 300 * time.Millisecond, MaxAttempts: 4, BackoffBase: 10 * time.Millisecond, BackoffCap: 20 * time.Millisecond, LateAnswerWindow: 900 * time.Millisecond}
-	s, err := viewer.New(viewer.Config{Channel: "cam", Control: e.ctl, LoopbackOnly: true, Retry: p, OnEvent: rec.on})
+	s, err := viewer.New(viewer.Config{Channel: "cam", Control: e.Control, LoopbackOnly: true, Retry: p, OnEvent: rec.on})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,5 +134,40 @@ func TestSeedPolicyHasNoLateAnswers(t *testing.T) {
 	}
 	if d := viewer.DefaultRetryPolicy(); d.LateAnswerWindow != viewer.DefaultLateAnswerWindow || d.AnswerTimeout != 2500*time.Millisecond {
 		t.Errorf("default policy %+v", d)
+	}
+}
+
+// TestViewerFullChannelWaitsForItsLateAttempt: the channel refuses the
+// second attempt as full (the first attempt's own connection may be what
+// fills it). The first attempt is still listening for its answer, which
+// comes late: the session takes it instead of failing with channel-full.
+func TestViewerFullChannelWaitsForItsLateAttempt(t *testing.T) {
+	e := newEnv(t, emulator.Config{DisableQuotas: true})
+	startMaster(t, e, "cam")
+	if _, err := e.Server.Inject(emulator.Fault{Kind: emulator.FaultDelay, Channel: "cam", Action: kvsproto.ActionSDPAnswer, Count: 100, Delay: 2 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	var rec recorder
+	injected := false
+	p := viewer.RetryPolicy{AnswerTimeout: 500 * time.Millisecond, MediaTimeout: 5 * time.Second, MaxAttempts: 5,
+		BackoffBase: 50 * time.Millisecond, BackoffCap: 100 * time.Millisecond, LateAnswerWindow: 5 * time.Second}
+	s, err := viewer.New(viewer.Config{Channel: "cam", Control: e.Control, LoopbackOnly: true, Retry: p, Duration: 300 * time.Millisecond,
+		OnEvent: func(ev viewer.Event) {
+			rec.on(ev)
+			if ev.State == viewer.StateAwaitingAnswer && ev.Attempt == 1 && !injected {
+				injected = true // the next connect is refused: channel full
+				if _, err := e.Server.Inject(emulator.Fault{Kind: emulator.FaultRefuseFull, Channel: "cam", Count: 1}); err != nil {
+					t.Error(err)
+				}
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Run(t.Context()); err != nil {
+		t.Fatalf("%v\n%v", err, rec.states())
+	}
+	if sum := s.Summary(); sum.Frames == 0 || sum.Attempts != 2 {
+		t.Fatalf("want video from attempt 1's late answer after attempt 2 was refused, got %+v", sum)
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kvsrtc/kvsrtc/emulator"
 	"github.com/kvsrtc/kvsrtc/kvsproto"
+	"github.com/kvsrtc/kvsrtc/kvstest"
 	"github.com/kvsrtc/kvsrtc/viewer"
 )
 
@@ -91,17 +92,17 @@ func (c *turnOnlyConn) ReadFromUDP(p []byte) (int, *net.UDPAddr, error) {
 }
 
 // turnPorts returns the UDP ports of the emulator's TURN URIs.
-func turnPorts(t *testing.T, e *env) []int {
+func turnPorts(t *testing.T, e *kvstest.Env) []int {
 	t.Helper()
-	ch, err := e.ctl.ResolveChannel(t.Context(), "cam")
+	ch, err := e.Control.ResolveChannel(t.Context(), "cam")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ep, err := e.ctl.Endpoints(t.Context(), ch.ARN, kvsproto.RoleViewer)
+	ep, err := e.Control.Endpoints(t.Context(), ch.ARN, kvsproto.RoleViewer)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ice, err := e.ctl.ICEServers(t.Context(), ch.ARN, ep.HTTPS, "probe")
+	ice, err := e.Control.ICEServers(t.Context(), ch.ARN, ep.HTTPS, "probe")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +134,7 @@ func turnPorts(t *testing.T, e *env) []int {
 // pairs.
 func TestViewerConnectsThroughTURNWhenHostsAreUnreachable(t *testing.T) {
 	e := newEnv(t, emulator.Config{DisableQuotas: true})
-	e.startMaster(t, "cam")
+	startMaster(t, e, "cam")
 	base, err := stdnet.NewNet()
 	if err != nil {
 		t.Fatal(err)
@@ -141,7 +142,7 @@ func TestViewerConnectsThroughTURNWhenHostsAreUnreachable(t *testing.T) {
 	filtered := &turnOnlyNet{Net: base, ports: turnPorts(t, e)}
 	connect := func(n transport.Net) time.Duration {
 		var first time.Duration
-		cfg := viewer.Config{Channel: "cam", Control: e.ctl, LoopbackOnly: true, Retry: fastPolicy(), Duration: time.Millisecond,
+		cfg := viewer.Config{Channel: "cam", Control: e.Control, LoopbackOnly: true, Retry: fastPolicy(), Duration: time.Millisecond,
 			OnEvent: func(ev viewer.Event) {
 				if ev.TimeToFirstFrame > 0 {
 					first = ev.TimeToFirstFrame

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/kvsrtc/kvsrtc/cause"
 )
 
 // State is a step of a viewer session's life.
@@ -46,98 +48,46 @@ type Event struct {
 	TimeToFirstFrame time.Duration
 }
 
-// Cause names why a viewer did not get (or lost) its answer or media, in the
-// terms of the nine reasons listed by the blog post kvsrtc started from, plus
-// the ones the service adds.
-type Cause string
+// Cause names why a viewer did not get (or lost) its answer or media: see
+// package cause, which holds the causes, their wording and the one
+// classification of errors.
+type Cause = cause.Cause
 
-// Causes.
+// Causes (package cause's, under the viewer's names).
 const (
-	CauseNone            Cause = ""
-	CauseCredentials     Cause = "credentials"       // 1. wrong access key, secret, token or region
-	CauseChannelNotFound Cause = "channel-not-found" // 2. channel name or ARN does not exist (or is being deleted)
-	CauseClientID        Cause = "client-id"         // 3. client id breaks the format rules
-	CauseClientIDReuse   Cause = "client-id-reuse"   // 4. same client id reused; a newer connection took over
-	CauseThrottled       Cause = "throttled"         // 5. too many connection attempts or messages
-	CauseNetworkChange   Cause = "network-change"    // 6. ICE disconnected/failed while streaming
-	CauseBadOffer        Cause = "bad-offer"         // 7. master rejected the offer (STATUS_RESPONSE) or cannot use its codecs
-	CauseChannelFull     Cause = "channel-full"      // 8. the channel's viewer limit is reached
-	CauseICEExpired      Cause = "ice-expired"       // 9. ICE server credentials expired
-	CauseNoAnswer        Cause = "no-answer"         // no answer within the timeout (master absent or offer lost)
-	CauseMasterGone      Cause = "master-gone"       // media stopped / master left mid-session
-	CauseClockSkew       Cause = "clock-skew"        // client clock too far from the service's
-	CauseSignalingLost   Cause = "signaling-lost"    // the signaling socket closed or died
-	CauseGoAway          Cause = "go-away"           // the service asked for a reconnect
-	CauseNoMedia         Cause = "no-media"          // connected, but no frame arrived in time
-	CauseConfig          Cause = "config"            // invalid configuration
+	CauseNone            = cause.None
+	CauseCredentials     = cause.Credentials
+	CauseChannelNotFound = cause.ChannelNotFound
+	CauseClientID        = cause.ClientID
+	CauseClientIDReuse   = cause.ClientIDReuse
+	CauseThrottled       = cause.Throttled
+	CauseNetworkChange   = cause.NetworkChange
+	CauseBadOffer        = cause.BadOffer
+	CauseChannelFull     = cause.ChannelFull
+	CauseICEExpired      = cause.ICEExpired
+	CauseNoAnswer        = cause.NoAnswer
+	CauseMasterGone      = cause.MasterGone
+	CauseClockSkew       = cause.ClockSkew
+	CauseSignalingLost   = cause.SignalingLost
+	CauseGoAway          = cause.GoAway
+	CauseNoMedia         = cause.NoMedia
+	CauseConfig          = cause.Config
+	CauseUnreachable     = cause.Unreachable
+	CauseSlowAnswer      = cause.SlowAnswer
+	CauseServiceError    = cause.ServiceError
 )
-
-// Causes kvsrtc adds for what real setups run into.
-const (
-	// CauseUnreachable: the control plane or the signaling endpoint gave
-	// no answer at all (DNS, dial, TLS, proxy, timeout); the error is a
-	// control.UnreachableError / signaling.UnreachableError naming the
-	// endpoint, what failed and the fix.
-	CauseUnreachable Cause = "service-unreachable"
-	// CauseSlowAnswer: the master answers, but only after the answer
-	// timeout (kvsrtc doctor's finding).
-	CauseSlowAnswer Cause = "slow-answer"
-)
-
-// String returns the cause's name.
-func (c Cause) String() string { return string(c) }
-
-// Advice returns what the user can do about the cause.
-func (c Cause) Advice() string {
-	switch c {
-	case CauseCredentials:
-		return "check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN) and AWS_REGION: the service rejected the request signature"
-	case CauseChannelNotFound:
-		return "check the channel name or ARN and the region (kvsrtc doctor --channel NAME lists what exists)"
-	case CauseClientID:
-		return "use a client id of 1-256 characters from letters, digits, '-', '_' and '.', not starting with AWS_ (or let kvsrtc generate one)"
-	case CauseClientIDReuse:
-		return "another connection with the same client id took over (the service routes to the newest one): give every viewer its own client id; kvsrtc continues with a fresh one"
-	case CauseThrottled:
-		return "too many connection attempts or messages in a short time: wait a few seconds before retrying (the channel allows 3 connects/s)"
-	case CauseNetworkChange:
-		return "the network path changed; kvsrtc restarts ICE and reconnects automatically"
-	case CauseBadOffer:
-		return "the master could not use the offer: check the codecs it supports (--codec) and that audio is only requested when the camera sends it"
-	case CauseChannelFull:
-		return "the channel already has its maximum number of viewers (10): close another viewer or retry with --wait-for-slot"
-	case CauseICEExpired:
-		return "the TURN server refused the relay allocation: expired ICE server credentials are fetched again automatically; if this persists the TURN servers are unreachable (allow UDP and TCP 443 to them, or drop --relay)"
-	case CauseNoAnswer:
-		return "the master did not answer: check that the camera (master) is connected to this channel and running"
-	case CauseMasterGone:
-		return "the camera stopped sending or disconnected; check the master"
-	case CauseClockSkew:
-		return "set the system clock right (NTP); signatures are only valid within 5 minutes of the service's time"
-	case CauseSignalingLost, CauseGoAway:
-		return "the signaling connection was renewed; no action needed unless this repeats"
-	case CauseNoMedia:
-		return "the connection was set up but no video arrived: check the master's source and a firewall for UDP (try --relay)"
-	case CauseConfig:
-		return "fix the command-line flags or Config"
-	case CauseSlowAnswer:
-		return "the master answers, but only after the viewer's answer timeout: raise it above the master's answer time (kvsrtc view --answer-timeout) to connect on the first attempt, and make the camera answer before its ICE gathering ends (trickle ICE)"
-	case CauseUnreachable:
-		return "the service endpoint could not be reached: is `kvsrtc local` running, and does AWS_ENDPOINT_URL_KINESIS_VIDEO (--endpoint-url) point at it? For TLS failures set AWS_CA_BUNDLE to the CA that signed the server's certificate; otherwise check the network, proxy and DNS"
-	}
-	return ""
-}
 
 // Sentinel errors of a viewer session; SessionError wraps one of them, or
-// the underlying error, so errors.Is works on Run's result.
+// the underlying error, so errors.Is works on Run's result. The ones a
+// cause is classified from are package cause's.
 var (
-	ErrAnswerTimeout = errors.New("viewer: no SDP answer before the timeout")
-	ErrNoMedia       = errors.New("viewer: no video frame before the timeout")
+	ErrAnswerTimeout = cause.ErrAnswerTimeout
+	ErrNoMedia       = cause.ErrNoMedia
 	ErrGaveUp        = errors.New("viewer: gave up after the configured attempts")
 	ErrBudget        = errors.New("viewer: the total time budget ran out")
 	// ErrClientIDTakenOver: the service closed the signaling connection
 	// because a newer connection with the same client id took over.
-	ErrClientIDTakenOver = errors.New("viewer: a newer connection with the same client id took over")
+	ErrClientIDTakenOver = cause.ErrClientIDTakenOver
 )
 
 // SessionError is what Run returns when the viewer gives up: at which stage,

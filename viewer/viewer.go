@@ -15,11 +15,11 @@ import (
 	"github.com/pion/transport/v5"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/kvsrtc/kvsrtc/cause"
 	"github.com/kvsrtc/kvsrtc/control"
 	"github.com/kvsrtc/kvsrtc/kvsproto"
 	"github.com/kvsrtc/kvsrtc/media"
 	"github.com/kvsrtc/kvsrtc/rtc"
-	"github.com/kvsrtc/kvsrtc/signaling"
 )
 
 // Config configures a viewer Session. Channel and Control are required;
@@ -211,11 +211,6 @@ func New(cfg Config) (*Session, error) {
 // ten minutes inside the service's 1-hour connection limit.
 const DefaultSignalingRenewAfter = 50 * time.Minute
 
-// throttledWait is the least a retry waits after the service throttled
-// the viewer (see RetryPolicy.throttled): the connect limit is 3 per
-// second per channel, so retrying sooner only burns attempts.
-const throttledWait = 500 * time.Millisecond
-
 // ErrInvalidConfig is matched by configuration errors from New.
 var ErrInvalidConfig = errors.New("viewer: invalid config")
 
@@ -314,6 +309,9 @@ func (s *Session) Run(ctx context.Context) (err error) {
 			return nil
 		}
 		cause, _ := classify(err)
+		s.mu.Lock()
+		s.summary.Attempts = 1 // the summary agrees with the error
+		s.mu.Unlock()
 		return &SessionError{Stage: "control", Cause: cause, Attempts: 1, Err: err}
 	}
 	s.mu.Lock()
@@ -337,7 +335,7 @@ func (s *Session) resolve(ctx context.Context) (control.Channel, error) {
 		}
 		wait := s.cfg.Retry.Backoff(n, s.cfg.rand)
 		if cause == CauseThrottled {
-			wait = max(wait, s.cfg.Retry.throttled(n, s.cfg.rand))
+			wait = max(wait, s.cfg.Retry.Throttled(n, s.cfg.rand))
 		}
 		s.emit(Event{State: StateReconnecting, Attempt: 1, Cause: cause, Detail: fmt.Sprintf("resolving the channel failed (%v); again in %v", err, wait.Round(time.Millisecond))})
 		t := time.NewTimer(wait)
@@ -350,41 +348,6 @@ func (s *Session) resolve(ctx context.Context) (control.Channel, error) {
 	}
 }
 
-// classify maps an error to a cause, and says whether retrying cannot fix it.
-func classify(err error) (Cause, bool) {
-	switch {
-	case errors.Is(err, ErrAnswerTimeout):
-		return CauseNoAnswer, false
-	case errors.Is(err, ErrNoMedia):
-		return CauseNoMedia, false
-	case errors.Is(err, ErrClientIDTakenOver):
-		return CauseClientIDReuse, false
-	case errors.Is(err, errBadOffer):
-		return CauseBadOffer, true
-	case errors.Is(err, control.ErrClockSkew):
-		return CauseClockSkew, true
-	case errors.Is(err, control.ErrAccessDenied), errors.Is(err, signaling.ErrForbidden),
-		errors.Is(err, control.ErrMissingCredentials):
-		return CauseCredentials, true
-	case errors.Is(err, control.ErrMissingRegion):
-		return CauseConfig, true
-	case errors.Is(err, control.ErrChannelNotFound), errors.Is(err, control.ErrChannelDeleting),
-		errors.Is(err, signaling.ErrNotFound):
-		return CauseChannelNotFound, true
-	case errors.Is(err, signaling.ErrChannelFull):
-		return CauseChannelFull, true
-	case errors.Is(err, control.ErrThrottled), errors.Is(err, signaling.ErrThrottled):
-		return CauseThrottled, false
-	case errors.Is(err, kvsproto.ErrInvalid), errors.Is(err, signaling.ErrBadRequest):
-		return CauseClientID, true
-	case errors.Is(err, control.ErrInvalidArgument):
-		return CauseConfig, true
-	case errors.Is(err, control.ErrUnreachable), errors.Is(err, signaling.ErrUnreachable):
-		// Retrying helps a service that is starting or a network that
-		// comes back; no retry makes an untrusted certificate trusted.
-		var ue *control.UnreachableError
-		fatal := errors.As(err, &ue) && (ue.Failure == "tls-unknown-ca" || ue.Failure == "tls-name-mismatch")
-		return CauseUnreachable, fatal
-	}
-	return CauseSignalingLost, false
-}
+// classify maps an error to a cause, and says whether retrying cannot fix
+// it: package cause's one classification.
+func classify(err error) (Cause, bool) { return cause.Classify(err) }

@@ -16,7 +16,7 @@ import (
 	"github.com/kvsrtc/kvsrtc/control"
 	"github.com/kvsrtc/kvsrtc/emulator"
 	"github.com/kvsrtc/kvsrtc/kvsproto"
-	"github.com/kvsrtc/kvsrtc/master"
+	"github.com/kvsrtc/kvsrtc/kvstest"
 	"github.com/kvsrtc/kvsrtc/media"
 	"github.com/kvsrtc/kvsrtc/rtc"
 	"github.com/kvsrtc/kvsrtc/viewer"
@@ -33,60 +33,18 @@ func testLogger(t testing.TB) *slog.Logger {
 	return nil
 }
 
-// env is a running emulator with a channel and a control client for it.
-type env struct {
-	srv *emulator.Server
-	ctl *control.Client
-}
-
-func newEnv(t testing.TB, cfg emulator.Config) *env {
+// newEnv runs an emulator with channel "cam" (and cfg's) for the test.
+func newEnv(t testing.TB, cfg emulator.Config) *kvstest.Env {
 	t.Helper()
-	ctx := t.Context()
 	cfg.Channels = append(cfg.Channels, "cam")
 	cfg.Logger = testLogger(t)
-	srv, err := emulator.Start(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	return &env{srv: srv, ctl: newControl(t, srv, srv.Credentials().SecretAccessKey)}
-}
-
-func newControl(t testing.TB, srv *emulator.Server, secret string) *control.Client {
-	t.Helper()
-	c := srv.Credentials()
-	ctl, err := control.New(t.Context(), control.Config{
-		Region:      srv.Region(),
-		EndpointURL: srv.URL(),
-		Credentials: credentials.NewStaticCredentialsProvider(c.AccessKeyID, secret, c.SessionToken),
-		STUNURL:     control.STUNNone,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ctl
+	return kvstest.New(t, kvstest.Options{Emulator: cfg})
 }
 
 // startMaster runs a master with the H.264 test pattern on channel.
-func (e *env) startMaster(t testing.TB, channel string) {
+func startMaster(t testing.TB, e *kvstest.Env, channel string) {
 	t.Helper()
-	src, err := media.NewTestSource(rtc.CodecH264, media.SourceConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := master.New(master.Config{Channel: channel, Control: e.ctl, Video: src, LoopbackOnly: true, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("master: %v", err)
-		}
-	})
+	e.StartMaster(t, kvstest.MasterOptions{Channel: channel, Logger: testLogger(t)})
 }
 
 // recorder collects a session's events.
@@ -137,10 +95,10 @@ func fastPolicy() viewer.RetryPolicy {
 
 func TestViewerStreams(t *testing.T) {
 	e := newEnv(t, emulator.Config{})
-	e.startMaster(t, "cam")
+	startMaster(t, e, "cam")
 	var rec recorder
 	fc := &frameCheck{}
-	s, err := viewer.New(viewer.Config{Channel: "cam", Control: e.ctl, LoopbackOnly: true, Retry: fastPolicy(),
+	s, err := viewer.New(viewer.Config{Channel: "cam", Control: e.Control, LoopbackOnly: true, Retry: fastPolicy(),
 		Duration: time.Second, Sinks: []media.Sink{fc}, OnEvent: rec.on, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -168,14 +126,14 @@ func TestViewerStreams(t *testing.T) {
 
 func TestViewerRecoversFromDroppedAnswer(t *testing.T) {
 	e := newEnv(t, emulator.Config{})
-	e.startMaster(t, "cam")
-	if _, err := e.srv.Inject(emulator.Fault{Kind: emulator.FaultDrop, Channel: "cam", Action: kvsproto.ActionSDPAnswer, Count: 1}); err != nil {
+	startMaster(t, e, "cam")
+	if _, err := e.Server.Inject(emulator.Fault{Kind: emulator.FaultDrop, Channel: "cam", Action: kvsproto.ActionSDPAnswer, Count: 1}); err != nil {
 		t.Fatal(err)
 	}
 	var rec recorder
 	p := fastPolicy()
 	p.AnswerTimeout = 500 * time.Millisecond
-	s, err := viewer.New(viewer.Config{Channel: "cam", Control: e.ctl, LoopbackOnly: true, Retry: p, Duration: 300 * time.Millisecond, OnEvent: rec.on})
+	s, err := viewer.New(viewer.Config{Channel: "cam", Control: e.Control, LoopbackOnly: true, Retry: p, Duration: 300 * time.Millisecond, OnEvent: rec.on})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,13 +163,13 @@ func TestViewerRecoversFromDroppedAnswer(t *testing.T) {
 
 func TestViewerGivesUpAfterAttempts(t *testing.T) {
 	e := newEnv(t, emulator.Config{})
-	e.startMaster(t, "cam")
-	if _, err := e.srv.Inject(emulator.Fault{Kind: emulator.FaultDrop, Channel: "cam", Action: kvsproto.ActionSDPAnswer, Count: 1000}); err != nil {
+	startMaster(t, e, "cam")
+	if _, err := e.Server.Inject(emulator.Fault{Kind: emulator.FaultDrop, Channel: "cam", Action: kvsproto.ActionSDPAnswer, Count: 1000}); err != nil {
 		t.Fatal(err)
 	}
 	p := viewer.RetryPolicy{AnswerTimeout: 300 * time.Millisecond, MaxAttempts: 3, BackoffBase: 10 * time.Millisecond, BackoffCap: 20 * time.Millisecond, LateAnswerWindow: -1}
 	var rec recorder
-	s, err := viewer.New(viewer.Config{Channel: "cam", Control: e.ctl, LoopbackOnly: true, Retry: p, OnEvent: rec.on})
+	s, err := viewer.New(viewer.Config{Channel: "cam", Control: e.Control, LoopbackOnly: true, Retry: p, OnEvent: rec.on})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,13 +201,16 @@ func TestViewerFailsFast(t *testing.T) {
 		is    error
 	}{
 		{"wrong secret", func() viewer.Config {
-			return viewer.Config{Channel: "cam", Control: newControl(t, e.srv, "wrong-secret")}
+			return viewer.Config{Channel: "cam", Control: e.NewControl(t, func(c *control.Config) {
+				k := e.Server.Credentials()
+				c.Credentials = credentials.NewStaticCredentialsProvider(k.AccessKeyID, "wrong-secret", k.SessionToken)
+			})}
 		}, viewer.CauseCredentials, control.ErrAccessDenied},
 		{"unknown channel", func() viewer.Config {
-			return viewer.Config{Channel: "no-such-channel", Control: e.ctl}
+			return viewer.Config{Channel: "no-such-channel", Control: e.Control}
 		}, viewer.CauseChannelNotFound, control.ErrChannelNotFound},
 		{"unknown ARN", func() viewer.Config {
-			return viewer.Config{Channel: "arn:aws:kinesisvideo:us-west-2:123456789012:channel/cam/1", Control: e.ctl}
+			return viewer.Config{Channel: "arn:aws:kinesisvideo:us-west-2:123456789012:channel/cam/1", Control: e.Control}
 		}, viewer.CauseChannelNotFound, control.ErrChannelNotFound},
 	}
 	for _, c := range cases {
@@ -276,7 +237,7 @@ func TestViewerFailsFast(t *testing.T) {
 	}
 	t.Run("bad client id", func(t *testing.T) {
 		for _, id := range []string{"has space", "AWS_viewer", string(make([]byte, 300))} {
-			_, err := viewer.New(viewer.Config{Channel: "cam", Control: e.ctl, ClientID: id})
+			_, err := viewer.New(viewer.Config{Channel: "cam", Control: e.Control, ClientID: id})
 			var se *viewer.SessionError
 			if !errors.As(err, &se) || se.Cause != viewer.CauseClientID || !errors.Is(err, kvsproto.ErrInvalid) {
 				t.Fatalf("client id %.20q: got %v", id, err)
@@ -287,14 +248,14 @@ func TestViewerFailsFast(t *testing.T) {
 
 func TestTenViewersAndAnEleventh(t *testing.T) {
 	e := newEnv(t, emulator.Config{DisableQuotas: true})
-	e.startMaster(t, "cam")
+	startMaster(t, e, "cam")
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	var wg sync.WaitGroup
 	streaming := make(chan struct{}, 10)
 	errs := make(chan error, 10)
 	for i := range 10 {
-		s, err := viewer.New(viewer.Config{Channel: "cam", Control: e.ctl, LoopbackOnly: true, Retry: fastPolicy(),
+		s, err := viewer.New(viewer.Config{Channel: "cam", Control: e.Control, LoopbackOnly: true, Retry: fastPolicy(),
 			ClientIDPrefix: fmt.Sprintf("v%d-", i),
 			OnEvent: func(ev viewer.Event) {
 				if ev.State == viewer.StateStreaming && ev.TimeToFirstFrame > 0 {
@@ -317,7 +278,7 @@ func TestTenViewersAndAnEleventh(t *testing.T) {
 			t.Fatalf("only %d of 10 viewers streaming", i)
 		}
 	}
-	s, err := viewer.New(viewer.Config{Channel: "cam", Control: e.ctl, LoopbackOnly: true, Retry: fastPolicy()})
+	s, err := viewer.New(viewer.Config{Channel: "cam", Control: e.Control, LoopbackOnly: true, Retry: fastPolicy()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,13 +306,13 @@ func TestTenViewersAndAnEleventh(t *testing.T) {
 // than the viewer limit must not lock later viewers out.
 func TestLostAnswersDoNotFillTheMaster(t *testing.T) {
 	e := newEnv(t, emulator.Config{DisableQuotas: true})
-	e.startMaster(t, "cam")
-	if _, err := e.srv.Inject(emulator.Fault{Kind: emulator.FaultDrop, Channel: "cam", Action: kvsproto.ActionSDPAnswer, Count: 12}); err != nil {
+	startMaster(t, e, "cam")
+	if _, err := e.Server.Inject(emulator.Fault{Kind: emulator.FaultDrop, Channel: "cam", Action: kvsproto.ActionSDPAnswer, Count: 12}); err != nil {
 		t.Fatal(err)
 	}
 	// Without late answers: each attempt is one abandoned peer on the master.
 	p := viewer.RetryPolicy{AnswerTimeout: 300 * time.Millisecond, MaxAttempts: 14, BackoffBase: 5 * time.Millisecond, BackoffCap: 10 * time.Millisecond, LateAnswerWindow: -1}
-	s, err := viewer.New(viewer.Config{Channel: "cam", Control: e.ctl, LoopbackOnly: true, Retry: p, Duration: 200 * time.Millisecond})
+	s, err := viewer.New(viewer.Config{Channel: "cam", Control: e.Control, LoopbackOnly: true, Retry: p, Duration: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

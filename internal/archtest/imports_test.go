@@ -21,17 +21,21 @@ var allowed = map[string][]string{
 	"signaling":         {"kvsproto", "sigv4", "internal/netdiag"},
 	"rtc":               {"kvsproto"},
 	"media/...":         {"rtc", "kvsproto", "media/..."},
-	"viewer":            {"kvsproto", "sigv4", "control", "signaling", "rtc", "media/..."},
+	"cause":             {"kvsproto", "control", "signaling", "internal/netdiag"}, // causes, their wording, the one classification; pion-free
+	"retry":             {"kvsproto"},                                             // retry policy and client ids; stdlib + kvsproto
+	"viewer":            {"kvsproto", "sigv4", "control", "signaling", "rtc", "media/...", "cause", "retry"},
 	"master":            {"kvsproto", "sigv4", "control", "signaling", "rtc", "media/..."},
 	"emulator/...":      {"kvsproto", "sigv4", "emulator/..."},
-	"player/...":        {"kvsproto", "sigv4", "control", "viewer", "player/...", "internal/buildinfo"},
-	"doctor":            {"kvsproto", "sigv4", "control", "signaling", "rtc", "media/...", "viewer"},
+	"player/...":        {"kvsproto", "sigv4", "control", "signaling", "cause", "retry", "player/...", "internal/buildinfo"},
+	"doctor":            {"kvsproto", "sigv4", "control", "signaling", "rtc", "media/...", "cause", "retry"},
 	"internal/cli":      {"*"},
 	"internal/archtest": {},
 	"internal/testutil": {}, // helpers for test files; stdlib only
 	"internal/netdiag":  {}, // why a service was unreachable; stdlib only
 	"cmd/kvsrtc":        {"internal/cli"},
 	"examples/...":      {"*"},
+
+	"kvstest": {"emulator", "control", "master", "media/...", "rtc", "kvsproto", "sigv4"}, // the emulator for tests
 
 	"internal/browsertest": {"*"}, // end-to-end tests in Chromium; test files only
 	"internal/resilience":  {"*"}, // the resilience matrix and the chaos soak; test files only
@@ -50,6 +54,9 @@ var forbiddenDeps = map[string][]string{
 	"signaling":         {"github.com/pion/"},
 	"emulator/...":      {"github.com/pion/webrtc", "github.com/aws/aws-sdk-go-v2", mod + "control", mod + "signaling", mod + "rtc", mod + "viewer", mod + "master"},
 	"control":           {"github.com/pion/"},
+	"cause":             {"github.com/pion/"},
+	"retry":             {"."},
+	"player/...":        {"github.com/pion/"}, // the web player runs no WebRTC itself: go list -deps ./player shows no pion package
 
 	"internal/buildinfo": {"."},
 }

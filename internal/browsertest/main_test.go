@@ -3,9 +3,7 @@ package browsertest
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"image"
@@ -25,15 +23,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/chromedp/chromedp"
 
 	"github.com/kvsrtc/kvsrtc/control"
 	"github.com/kvsrtc/kvsrtc/emulator"
-	"github.com/kvsrtc/kvsrtc/master"
-	"github.com/kvsrtc/kvsrtc/media"
+	"github.com/kvsrtc/kvsrtc/kvstest"
 	"github.com/kvsrtc/kvsrtc/player"
-	"github.com/kvsrtc/kvsrtc/rtc"
 
 	"github.com/kvsrtc/kvsrtc/internal/testutil"
 )
@@ -51,6 +46,7 @@ var bundles = map[string]string{
 // certificate is trusted by Chromium through its SPKI hash, given at
 // launch), one control client and one Chromium.
 var shared struct {
+	env     *kvstest.Env
 	emu     *emulator.Server
 	ctl     *control.Client
 	tr      *http.Transport
@@ -89,26 +85,15 @@ func run(m *testing.M) int {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	emu, err := emulator.Start(ctx, emulator.Config{TLS: true, Logger: testLogger("local")})
+	env, err := kvstest.Start(kvstest.Options{Emulator: emulator.Config{TLS: true, Logger: testLogger("local")}})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: browsertest: starting the local KVS service: %v\n", err)
 		return 1
 	}
-	defer emu.Close()
-	shared.emu = emu
-	shared.tr = http.DefaultTransport.(*http.Transport).Clone()
-	shared.tr.TLSClientConfig = &tls.Config{RootCAs: emu.CertPool(), MinVersion: tls.VersionTLS12}
-	defer shared.tr.CloseIdleConnections()
-	c := emu.Credentials()
-	shared.ctl, err = control.New(ctx, control.Config{
-		Region: emu.Region(), EndpointURL: emu.URL(), STUNURL: control.STUNNone,
-		HTTPClient:  &http.Client{Transport: shared.tr},
-		Credentials: credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, ""),
-	})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "FAIL: browsertest: control client: %v\n", err)
-		return 1
-	}
+	defer env.Close()
+	shared.env = env
+	shared.emu, shared.ctl = env.Server, env.Control
+	shared.tr = env.HTTPClient.Transport.(*http.Transport)
 
 	shared.pages = httptest.NewServer(http.HandlerFunc(servePages))
 	defer shared.pages.Close()
@@ -156,7 +141,7 @@ func run(m *testing.M) int {
 		chromedp.Flag("allow-loopback-in-peer-connection", true),
 		chromedp.Flag("disable-features", "WebRtcHideLocalIpsWithMdns,Translate,MediaRouter,OptimizationHints"),
 		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-		chromedp.Flag("ignore-certificate-errors-spki-list", emu.SPKIHash()+","+cert.SPKI),
+		chromedp.Flag("ignore-certificate-errors-spki-list", env.Server.SPKIHash()+","+cert.SPKI),
 		chromedp.WindowSize(960, 600),
 	}
 	allocCtx, allocCancel := chromedp.NewExecAllocator(ctx, opts...)
@@ -241,46 +226,8 @@ func newChannel(t *testing.T, suffix ...string) string {
 // and waits for it (also called when the test ends).
 func startMaster(t *testing.T, channel string) (stop func()) {
 	t.Helper()
-	src, err := media.NewTestSource(rtc.CodecH264, media.SourceConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ready := make(chan struct{})
-	var readyOnce sync.Once
-	m, err := master.New(master.Config{
-		Channel: channel, Control: shared.ctl, Video: src, LoopbackOnly: true, Logger: testLogger("master"),
-		HTTPClient: &http.Client{Transport: shared.tr},
-		OnEvent: func(ev master.Event) {
-			if ev.Kind == master.EventReady {
-				readyOnce.Do(func() { close(ready) })
-			}
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("master: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	select {
-	case <-ready:
-	case err := <-done:
-		done <- err
-		t.Fatalf("the master stopped before it was ready: %v", err)
-	case <-time.After(15 * time.Second):
-		t.Fatal("the master did not connect within 15 s")
-	}
-	return stop
+	m := shared.env.StartMaster(t, kvstest.MasterOptions{Channel: channel, Logger: testLogger("master")})
+	return func() { _ = m.Stop() } // the test's cleanup reports Run's error
 }
 
 // playerServer is a running web player.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kvsrtc/kvsrtc/control"
 	"github.com/kvsrtc/kvsrtc/emulator"
+	"github.com/kvsrtc/kvsrtc/kvstest"
 	"github.com/kvsrtc/kvsrtc/rtc"
 )
 
@@ -18,15 +19,10 @@ import (
 // the AWS SDK built from AWS_CA_BUNDLE (no second parse at start-up) and
 // that it reaches a TLS kvsrtc local with it.
 func TestCABundleParsedOnce(t *testing.T) {
-	srv, err := emulator.Start(t.Context(), emulator.Config{TLS: true, TURNDisabled: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	for _, kv := range srv.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v) // the AWS SDK reads the process environment
-	}
+	kvstest.IsolateEnv(t) // a machine's AWS_CA_BUNDLE would hide the emulator's certificate
+	kenv := kvstest.New(t, kvstest.Options{Emulator: emulator.Config{TLS: true, TURNDisabled: true}})
+	kenv.Setenv(t) // the AWS SDK reads the process environment
+	srv := kenv.Server
 	env := &Env{Getenv: os.Getenv}
 	var a awsFlags
 	ctl, hc, err := a.control(t.Context(), env, control.Config{})

@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"context"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,53 +10,26 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/pion/webrtc/v4"
 	"go.uber.org/goleak"
 
-	"github.com/kvsrtc/kvsrtc/control"
 	"github.com/kvsrtc/kvsrtc/emulator"
 	"github.com/kvsrtc/kvsrtc/internal/testutil"
 	"github.com/kvsrtc/kvsrtc/kvsproto"
+	"github.com/kvsrtc/kvsrtc/kvstest"
 	"github.com/kvsrtc/kvsrtc/media"
 	"github.com/kvsrtc/kvsrtc/media/testsrc"
 	"github.com/kvsrtc/kvsrtc/rtc"
 	"github.com/kvsrtc/kvsrtc/signaling"
 )
 
-// masterTestEnv points the process's AWS settings at s only.
-func masterTestEnv(t *testing.T, s *emulator.Server) {
-	t.Helper()
-	for _, k := range []string{"AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_CA_BUNDLE"} {
-		t.Setenv(k, "")
-		os.Unsetenv(k)
-	}
-	dir := t.TempDir()
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	for _, kv := range s.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
-}
-
 // masterTestViewer connects to channel "demo" as a viewer and returns the
 // first video frame it receives.
-func masterTestViewer(t *testing.T, s *emulator.Server) media.Frame {
+func masterTestViewer(t *testing.T, env *kvstest.Env) media.Frame {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	defer tr.CloseIdleConnections()
-	creds := s.Credentials()
-	ctl, err := control.New(ctx, control.Config{
-		Region: s.Region(), EndpointURL: s.URL(), STUNURL: control.STUNNone, HTTPClient: &http.Client{Transport: tr},
-		Credentials: credentials.NewStaticCredentialsProvider(creds.AccessKeyID, creds.SecretAccessKey, ""),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctl := env.Control
 	ch, err := ctl.ResolveChannel(ctx, "demo")
 	if err != nil {
 		t.Fatal(err)
@@ -188,12 +160,9 @@ func TestMasterCommandServesAViewer(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			leaks := goleak.IgnoreCurrent()
-			s, err := emulator.Start(context.Background(), emulator.Config{DisableQuotas: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			masterTestEnv(t, s)
+			kvstest.IsolateEnv(t) // so that env.Control uses env.HTTPClient, which env.Close cleans up
+			env := kvstest.New(t, kvstest.Options{Emulator: emulator.Config{DisableQuotas: true}})
+			env.Setenv(t)
 
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -206,7 +175,7 @@ func TestMasterCommandServesAViewer(t *testing.T) {
 				t.Errorf("--create did not report creating the channel:\n%s", stderr.String())
 			}
 
-			f := masterTestViewer(t, s)
+			f := masterTestViewer(t, env)
 			if !f.Keyframe || f.Codec != rtc.CodecH264 || f.Width != testsrc.Width || f.Height != testsrc.Height {
 				t.Fatalf("first frame: %s keyframe=%v %dx%d", f.Codec, f.Keyframe, f.Width, f.Height)
 			}
@@ -226,21 +195,16 @@ func TestMasterCommandServesAViewer(t *testing.T) {
 				t.Errorf("unexpected stdout: %q", stdout.String())
 			}
 			// Closing the emulator ends the idle keep-alive connections of
-			// the AWS SDK's HTTP client; nothing else of the command may be
-			// left.
-			s.Close()
+			// the AWS SDK's HTTP clients (the command's and env.Control's);
+			// nothing else of the command may be left.
+			_ = env.Close()
 			goleak.VerifyNone(t, leaks)
 		})
 	}
 }
 
 func TestMasterCommandUsageErrors(t *testing.T) {
-	s, err := emulator.Start(context.Background(), emulator.Config{Channels: []string{"demo"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	masterTestEnv(t, s)
+	kvstest.New(t, kvstest.Options{Emulator: emulator.Config{Channels: []string{"demo"}}}).Setenv(t)
 	dir := t.TempDir()
 	mp4 := filepath.Join(dir, "clip.mp4")
 	if err := os.WriteFile(mp4, []byte("\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"), 0o644); err != nil {

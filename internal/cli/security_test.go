@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/kvsrtc/kvsrtc/emulator"
+	"github.com/kvsrtc/kvsrtc/kvstest"
 )
 
 // TestLocalPrintsAdminToken: kvsrtc local prints the admin API's token
@@ -57,11 +58,7 @@ func TestLocalPrintsAdminToken(t *testing.T) {
 // TestDemoHintsUseTheAdminToken: the demo's "try this" lines export the
 // admin token and send it, so the fault-injection example works as pasted.
 func TestDemoHintsUseTheAdminToken(t *testing.T) {
-	srv, err := emulator.Start(t.Context(), emulator.Config{TURNDisabled: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	srv := kvstest.New(t, kvstest.Options{Emulator: emulator.Config{TURNDisabled: true}}).Server
 	var b strings.Builder
 	printNext(&b, srv)
 	out := b.String()

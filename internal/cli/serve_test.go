@@ -18,6 +18,7 @@ import (
 
 	"github.com/kvsrtc/kvsrtc/emulator"
 	"github.com/kvsrtc/kvsrtc/internal/testutil"
+	"github.com/kvsrtc/kvsrtc/kvstest"
 )
 
 func TestServeUsage(t *testing.T) {
@@ -55,12 +56,9 @@ type runningServe struct {
 // test ends (stop stops it sooner).
 func startServe(t *testing.T, addrLine string, args ...string) *runningServe {
 	t.Helper()
-	srv, err := emulator.Start(t.Context(), emulator.Config{Channels: []string{"demo"}, TURNDisabled: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	masterTestEnv(t, srv)
+	env := kvstest.New(t, kvstest.Options{Emulator: emulator.Config{Channels: []string{"demo"}, TURNDisabled: true}})
+	env.Setenv(t)
+	srv := env.Server
 	t.Setenv(authEnv, "")
 
 	ctx, cancel := context.WithCancel(t.Context())

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kvsrtc/kvsrtc/emulator"
 	"github.com/kvsrtc/kvsrtc/internal/testutil"
+	"github.com/kvsrtc/kvsrtc/kvstest"
 )
 
 // Unresolvable host names in these tests have a 64-character label: Go's
@@ -174,11 +175,7 @@ func TestViewServiceUnreachable(t *testing.T) {
 // TestViewSignalingEndpointUnreachable: the control plane answers, but
 // the endpoints it hands out do not resolve.
 func TestViewSignalingEndpointUnreachable(t *testing.T) {
-	srv, err := emulator.Start(t.Context(), emulator.Config{Channels: []string{"cam"}, Hostname: "kvsrtc-test-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.invalid"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
+	srv := kvstest.New(t, kvstest.Options{Emulator: emulator.Config{Channels: []string{"cam"}, Hostname: "kvsrtc-test-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.invalid"}}).Server
 	awsEnvFor(t, "http://"+srv.Addr().String())
 	c := srv.Credentials()
 	t.Setenv("AWS_ACCESS_KEY_ID", c.AccessKeyID)

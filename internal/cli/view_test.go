@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"os/exec"
 	"path/filepath"
@@ -10,12 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/credentials"
-
-	"github.com/kvsrtc/kvsrtc/control"
 	"github.com/kvsrtc/kvsrtc/emulator"
-	"github.com/kvsrtc/kvsrtc/master"
-	"github.com/kvsrtc/kvsrtc/media"
+	"github.com/kvsrtc/kvsrtc/kvstest"
 	"github.com/kvsrtc/kvsrtc/rtc"
 )
 
@@ -23,34 +18,12 @@ import (
 // on it, and points the AWS environment variables at the emulator.
 func startLocal(t *testing.T, codec rtc.Codec) *emulator.Server {
 	t.Helper()
-	srv, err := emulator.Start(t.Context(), emulator.Config{Channels: []string{"cam"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	for _, kv := range srv.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
-	c := srv.Credentials()
-	ctl, err := control.New(t.Context(), control.Config{Region: srv.Region(), EndpointURL: srv.URL(), STUNURL: control.STUNNone,
-		Credentials: credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, "")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := media.NewTestSource(codec, media.SourceConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := master.New(master.Config{Channel: "cam", Control: ctl, Video: src, LoopbackOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = m.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return srv
+	env := kvstest.New(t, kvstest.Options{
+		Emulator: emulator.Config{Channels: []string{"cam"}},
+		Master:   &kvstest.MasterOptions{Channel: "cam", Video: codec, IgnoreRunError: true},
+	})
+	env.Setenv(t)
+	return env.Server
 }
 
 func ffprobe(t *testing.T, path string) map[string]any {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kvsrtc/kvsrtc/control"
 	"github.com/kvsrtc/kvsrtc/emulator"
+	"github.com/kvsrtc/kvsrtc/kvstest"
 	"github.com/kvsrtc/kvsrtc/master"
 	"github.com/kvsrtc/kvsrtc/media"
 	"github.com/kvsrtc/kvsrtc/rtc"
@@ -46,6 +47,7 @@ func testLogger(t testing.TB, side string) *slog.Logger {
 // env is an emulator with channel "cam".
 type env struct {
 	t   testing.TB
+	k   *kvstest.Env
 	srv *emulator.Server
 	arn string
 	ctl *control.Client // direct to the emulator
@@ -55,19 +57,8 @@ func newEnv(t testing.TB, cfg emulator.Config) *env {
 	t.Helper()
 	cfg.Channels = append(cfg.Channels, "cam")
 	cfg.Logger = testLogger(t, "emulator")
-	srv, err := emulator.Start(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	e := &env{t: t, srv: srv}
-	e.ctl = e.control(t, ctlOpts{})
-	ch, err := e.ctl.ResolveChannel(t.Context(), "cam")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.arn = ch.ARN
-	return e
+	k := kvstest.New(t, kvstest.Options{Emulator: cfg, ControlLogger: testLogger(t, "control")})
+	return &env{t: t, k: k, srv: k.Server, ctl: k.Control, arn: k.ChannelARN(t, "cam")}
 }
 
 // ctlOpts changes what a control client uses.
@@ -81,28 +72,24 @@ type ctlOpts struct {
 
 func (e *env) control(t testing.TB, o ctlOpts) *control.Client {
 	t.Helper()
-	c := e.srv.Credentials()
-	if o.secret == "" {
-		o.secret = c.SecretAccessKey
-	}
-	if o.akid == "" {
-		o.akid = c.AccessKeyID
-	}
-	if o.endpoint == "" {
-		o.endpoint = e.srv.URL()
-	}
-	if o.region == "" {
-		o.region = e.srv.Region()
-	}
-	ctl, err := control.New(t.Context(), control.Config{
-		Region: o.region, EndpointURL: o.endpoint, STUNURL: control.STUNNone, Now: o.now,
-		Credentials: credentials.NewStaticCredentialsProvider(o.akid, o.secret, ""),
-		Logger:      testLogger(t, "control"),
+	return e.k.NewControl(t, func(cfg *control.Config) {
+		c := e.srv.Credentials()
+		if o.secret == "" {
+			o.secret = c.SecretAccessKey
+		}
+		if o.akid == "" {
+			o.akid = c.AccessKeyID
+		}
+		if o.endpoint != "" {
+			cfg.EndpointURL = o.endpoint
+		}
+		if o.region != "" {
+			cfg.Region = o.region
+		}
+		cfg.Now = o.now
+		cfg.Credentials = credentials.NewStaticCredentialsProvider(o.akid, o.secret, "")
+		cfg.Logger = testLogger(t, "control")
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ctl
 }
 
 func (e *env) inject(t testing.TB, spec string) {

@@ -147,6 +147,7 @@ class Player {
     let last = null;
     let n = 0; // attempts started in this connect cycle
     let startTimer = null;
+    let full = false; // a newer attempt was refused as channel-full: start no more
     const q = [];
     let wake = null;
     const post = (ev) => {
@@ -161,7 +162,7 @@ class Player {
     // schedule: the next attempt after the backoff; false when none may start.
     const schedule = () => {
       if (startTimer !== null) return true;
-      if (n >= p.maxAttempts) return false;
+      if (full || n >= p.maxAttempts) return false;
       let wait = 0;
       if (n > 0) {
         wait = this.backoff(n);
@@ -218,6 +219,7 @@ class Player {
       if (ev.kind === 'answered') {
         clearTimeout(startTimer);
         startTimer = null;
+        full = false; // the winner has its slot
         if (this.open.length > 1) this.log('answer-won', `attempt ${ev.o.a.n}${ev.o.timedOut ? ' (late)' : ''}; closing the other attempt`);
         closeOthers(ev.o);
         this.cur = ev.o.a;
@@ -245,7 +247,20 @@ class Player {
         continue;
       }
       api.report({ channel: this.channel, clientId: res.clientId || '', event: 'attempt-failed', cause: res.cause });
+      if (full) {
+        // The channel refused a newer attempt as full; this one was the
+        // last chance. Its refusal says more than this one's timeout.
+        if (this.open.length === 0) break;
+        continue;
+      }
       last = res;
+      if (!res.retryable && res.cause === 'channel-full' && this.open.length > 0) {
+        // An earlier attempt, still listening for a late answer, holds one
+        // of the channel's slots: it decides; no further attempt starts.
+        full = true;
+        this.log('channel-full-waiting', `attempt ${ev.o.a.n} refused; waiting for the earlier attempt's answer`);
+        continue;
+      }
       if (!res.retryable) {
         closeOthers(null);
         break;

@@ -17,13 +17,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"go.uber.org/goleak"
 
 	"github.com/kvsrtc/kvsrtc/control"
 	"github.com/kvsrtc/kvsrtc/emulator"
 	"github.com/kvsrtc/kvsrtc/internal/testutil"
 	"github.com/kvsrtc/kvsrtc/kvsproto"
+	"github.com/kvsrtc/kvsrtc/kvstest"
 	"github.com/kvsrtc/kvsrtc/master"
 	"github.com/kvsrtc/kvsrtc/media"
 	"github.com/kvsrtc/kvsrtc/rtc"
@@ -78,25 +78,11 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	srv, err := emulator.Start(t.Context(), emulator.Config{Channels: []string{"cam"}, Logger: testLogger(t, "emulator")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	c := srv.Credentials()
-	ctl, err := control.New(t.Context(), control.Config{
-		Region: srv.Region(), EndpointURL: srv.URL(), STUNURL: control.STUNNone,
-		Credentials: credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, ""),
-		Logger:      testLogger(t, "control"),
+	k := kvstest.New(t, kvstest.Options{
+		Emulator:      emulator.Config{Channels: []string{"cam"}, Logger: testLogger(t, "emulator")},
+		ControlLogger: testLogger(t, "control"),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch, err := ctl.ResolveChannel(t.Context(), "cam")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &env{srv: srv, ctl: ctl, arn: ch.ARN}
+	return &env{srv: k.Server, ctl: k.Control, arn: k.ChannelARN(t, "cam")}
 }
 
 // iceServer is an ICE server as kvs_master.py reads it (RTCIceServer).

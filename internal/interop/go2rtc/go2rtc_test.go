@@ -21,7 +21,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/coder/websocket"
 	"github.com/coder/websocket/wsjson"
 
@@ -29,9 +28,8 @@ import (
 	"github.com/kvsrtc/kvsrtc/emulator"
 	"github.com/kvsrtc/kvsrtc/internal/testutil"
 	"github.com/kvsrtc/kvsrtc/kvsproto"
+	"github.com/kvsrtc/kvsrtc/kvstest"
 	"github.com/kvsrtc/kvsrtc/master"
-	"github.com/kvsrtc/kvsrtc/media"
-	"github.com/kvsrtc/kvsrtc/rtc"
 	"github.com/kvsrtc/kvsrtc/signaling"
 	"github.com/kvsrtc/kvsrtc/viewer"
 )
@@ -101,6 +99,7 @@ func testLogger(t testing.TB, side string) *slog.Logger {
 
 // env is an emulator with channel "cam" and a control client for it.
 type env struct {
+	k   *kvstest.Env
 	srv *emulator.Server
 	ctl *control.Client
 	arn string
@@ -108,66 +107,33 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	srv, err := emulator.Start(t.Context(), emulator.Config{Channels: []string{"cam"}, Logger: testLogger(t, "emulator")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	c := srv.Credentials()
-	ctl, err := control.New(t.Context(), control.Config{
-		Region: srv.Region(), EndpointURL: srv.URL(), STUNURL: control.STUNNone,
-		Credentials: credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, c.SessionToken),
-		Logger:      testLogger(t, "control"),
+	k := kvstest.New(t, kvstest.Options{
+		Emulator:      emulator.Config{Channels: []string{"cam"}, Logger: testLogger(t, "emulator")},
+		ControlLogger: testLogger(t, "control"),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch, err := ctl.ResolveChannel(t.Context(), "cam")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &env{srv: srv, ctl: ctl, arn: ch.ARN}
+	return &env{k: k, srv: k.Server, ctl: k.Control, arn: k.ChannelARN(t, "cam")}
 }
 
 // mrun is a running master on "cam" with the H.264 test pattern.
 type mrun struct {
-	m    *master.Master
-	done chan struct{}
+	m *master.Master
 
 	mu     sync.Mutex
-	ready  bool
 	joined map[string]time.Time // client id -> EventViewerJoined
 	why    map[string]error     // client id -> why it left or failed
 }
 
+// startMaster runs the master and waits until its signaling connection is
+// up; the test's cleanup stops it and reports an error from its Run.
 func startMaster(t *testing.T, e *env, policy string) *mrun {
 	t.Helper()
-	src, err := media.NewTestSource(rtc.CodecH264, media.SourceConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &mrun{done: make(chan struct{}), joined: map[string]time.Time{}, why: map[string]error{}}
-	r.m, err = master.New(master.Config{
-		Channel: "cam", Control: e.ctl, Video: src, LoopbackOnly: true, ICETransportPolicy: policy,
-		Logger: testLogger(t, "master"), OnEvent: r.onEvent,
-	})
-	if err != nil {
-		src.Close()
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		defer close(r.done)
-		if err := r.m.Run(ctx); err != nil {
-			t.Errorf("master: %v", err)
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-r.done })
-	waitFor(t, 20*time.Second, "the master's signaling connection", func() bool {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		return r.ready
-	})
+	r := &mrun{joined: map[string]time.Time{}, why: map[string]error{}}
+	h := e.k.StartMaster(t, kvstest.MasterOptions{Channel: "cam", Logger: testLogger(t, "master"),
+		Configure: func(c *master.Config) {
+			c.ICETransportPolicy = policy
+			c.OnEvent = r.onEvent
+		}})
+	r.m = h.Master
 	return r
 }
 
@@ -175,8 +141,6 @@ func (r *mrun) onEvent(ev master.Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch ev.Kind {
-	case master.EventReady:
-		r.ready = true
 	case master.EventViewerJoined:
 		r.joined[ev.ClientID] = ev.Time
 	case master.EventViewerLeft, master.EventViewerFailed:

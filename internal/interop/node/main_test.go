@@ -3,9 +3,7 @@ package node
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -21,12 +19,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/credentials"
-
 	"github.com/kvsrtc/kvsrtc/control"
 	"github.com/kvsrtc/kvsrtc/emulator"
-	"github.com/kvsrtc/kvsrtc/master"
-	"github.com/kvsrtc/kvsrtc/media"
+	"github.com/kvsrtc/kvsrtc/kvstest"
 	"github.com/kvsrtc/kvsrtc/rtc"
 	"github.com/kvsrtc/kvsrtc/viewer"
 
@@ -48,6 +43,7 @@ var shared struct {
 	problem string // why the tests cannot run; "" when they can
 	node    string // path of node
 	version string // node --version
+	env     *kvstest.Env
 	emu     *emulator.Server
 	ctl     *control.Client
 	tr      *http.Transport
@@ -86,28 +82,15 @@ func run(m *testing.M) int {
 		return 1
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	emu, err := emulator.Start(ctx, emulator.Config{TLS: true, Logger: testLogger("local")})
+	env, err := kvstest.Start(kvstest.Options{Emulator: emulator.Config{TLS: true, Logger: testLogger("local")}})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: interop/node: starting the local KVS service: %v\n", err)
 		return 1
 	}
-	defer emu.Close()
-	shared.emu = emu
-	shared.tr = http.DefaultTransport.(*http.Transport).Clone()
-	shared.tr.TLSClientConfig = &tls.Config{RootCAs: emu.CertPool(), MinVersion: tls.VersionTLS12}
-	defer shared.tr.CloseIdleConnections()
-	c := emu.Credentials()
-	shared.ctl, err = control.New(ctx, control.Config{
-		Region: emu.Region(), EndpointURL: emu.URL(), STUNURL: control.STUNNone,
-		HTTPClient:  &http.Client{Transport: shared.tr},
-		Credentials: credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, ""),
-	})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "FAIL: interop/node: control client: %v\n", err)
-		return 1
-	}
+	defer env.Close()
+	shared.env = env
+	shared.emu, shared.ctl = env.Server, env.Control
+	shared.tr = env.HTTPClient.Transport.(*http.Transport)
 	return m.Run()
 }
 
@@ -181,43 +164,7 @@ func newChannel(t *testing.T, suffix string) string {
 // "kvsrtc master --source testsrc-vp8") on channel until the test ends.
 func startMaster(t *testing.T, channel string) {
 	t.Helper()
-	src, err := media.NewTestSource(rtc.CodecVP8, media.SourceConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ready := make(chan struct{})
-	var readyOnce sync.Once
-	cfg := master.Config{
-		Channel: channel, Control: shared.ctl, Video: src, LoopbackOnly: true, Logger: testLogger("master"),
-		HTTPClient: &http.Client{Transport: shared.tr},
-		OnEvent: func(ev master.Event) {
-			if ev.Kind == master.EventReady {
-				readyOnce.Do(func() { close(ready) })
-			}
-		},
-	}
-	m, err := master.New(cfg)
-	if err != nil {
-		_ = src.Close()
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("kvsrtc master: %v", err)
-		}
-	})
-	select {
-	case <-ready:
-	case err := <-done:
-		done <- err
-		t.Fatalf("the kvsrtc master stopped before it was ready: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("the kvsrtc master did not connect within 20 s")
-	}
+	shared.env.StartMaster(t, kvstest.MasterOptions{Channel: channel, Video: rtc.CodecVP8, Logger: testLogger("master")})
 }
 
 // runViewer runs one kvsrtc viewer session on channel until it has

@@ -1,4 +1,4 @@
-package viewer
+package retry
 
 import (
 	"errors"
@@ -11,7 +11,7 @@ import (
 )
 
 func TestBackoff(t *testing.T) {
-	p := RetryPolicy{BackoffBase: 100 * time.Millisecond, BackoffCap: time.Second, NoJitter: true}
+	p := Policy{BackoffBase: 100 * time.Millisecond, BackoffCap: time.Second, NoJitter: true}
 	want := []time.Duration{100, 200, 400, 800, 1000, 1000}
 	for i, w := range want {
 		if got := p.Backoff(i+1, nil); got != w*time.Millisecond {
@@ -28,21 +28,21 @@ func TestBackoff(t *testing.T) {
 			}
 		}
 	}
-	seed := SeedRetryPolicy()
+	seed := Seed()
 	if seed.AnswerTimeout != 15*time.Second || seed.MaxAttempts != 2 || seed.Backoff(1, nil) != 4*time.Second {
 		t.Fatalf("seed policy = %+v", seed)
 	}
 }
 
 func TestPolicyDefaults(t *testing.T) {
-	p, err := RetryPolicy{}.WithDefaults()
-	if err != nil || p != DefaultRetryPolicy() {
-		t.Fatalf("withDefaults = %+v, %v; want DefaultRetryPolicy %+v", p, err, DefaultRetryPolicy())
+	p, err := Policy{}.WithDefaults()
+	if err != nil || p != Default() {
+		t.Fatalf("withDefaults = %+v, %v; want Default %+v", p, err, Default())
 	}
-	if p, _ := SeedRetryPolicy().WithDefaults(); p != SeedRetryPolicy() {
+	if p, _ := Seed().WithDefaults(); p != Seed() {
 		t.Fatalf("the seed policy changes under withDefaults: %+v", p)
 	}
-	for _, bad := range []RetryPolicy{
+	for _, bad := range []Policy{
 		{AnswerTimeout: -1},
 		{MaxAttempts: -2},
 		{BackoffBase: time.Second, BackoffCap: time.Millisecond},
@@ -88,5 +88,32 @@ func TestClientIDs(t *testing.T) {
 	long := &ClientIDs{Prefix: strings.Repeat("a", 250)}
 	if _, err := long.Next(); err == nil {
 		t.Fatal("too long prefix accepted")
+	}
+}
+
+func TestThrottledBackoffGrows(t *testing.T) {
+	p := Default()
+	r := rand.New(rand.NewPCG(3, 4))
+	for n, lo := range []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 8 * time.Second} {
+		for range 50 {
+			if d := p.Throttled(n+1, r); d < lo || d >= 2*lo {
+				t.Fatalf("Throttled(%d) = %v, want in [%v, %v)", n+1, d, lo, 2*lo)
+			}
+		}
+	}
+	p.NoJitter = true
+	if d := p.Throttled(2, nil); d != time.Second {
+		t.Fatalf("without jitter: %v", d)
+	}
+}
+
+func TestLingers(t *testing.T) {
+	if extra, ok := Default().Lingers(); !ok || extra != DefaultLateAnswerWindow-Default().AnswerTimeout {
+		t.Fatalf("default policy: lingers %v, %v", extra, ok)
+	}
+	for _, p := range []Policy{Seed(), {AnswerTimeout: 3 * time.Second, LateAnswerWindow: 3 * time.Second}} {
+		if _, ok := p.Lingers(); ok {
+			t.Errorf("%+v lingers", p)
+		}
 	}
 }
