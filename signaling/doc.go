@@ -33,6 +33,21 @@
 //	}
 //	err = c.Err() // *signaling.CloseError, ErrKeepaliveTimeout, ...
 //
+// A Session is a connection that renews itself: NewSession with a Dialer
+// (DialerFor(cfg) for the service; ConfigDialer also measures the clock
+// again after a clock-skew refusal), then Run. It dials a replacement at an
+// age (RenewAfter, 50 min by default, ahead of the service's 1-hour limit),
+// on GO_AWAY and when the connection ends unexpectedly, with backoff
+// between failed dials; the old connection stays in use until the new one
+// is up and is read for DrainGrace after. A close for a newer connection
+// with the same identity (TakenOver: code 4001 or a reason naming the
+// replacement) ends Run with ErrTakenOver instead. Events merges the
+// messages of the current and draining connections with lifecycle events
+// (SessionConnected, SessionRenewing, SessionRenewed, SessionRenewFailed,
+// SessionTakenOver, SessionOutboxDropped), so that the caller keeps its
+// policy; Send queues messages in an outbox (for OutboxTTL) while no
+// connection is up.
+//
 // References:
 //   - https://docs.aws.amazon.com/kinesisvideostreams-webrtc-dg/latest/devguide/kvswebrtc-websocket-apis.html
 //   - https://docs.aws.amazon.com/kinesisvideostreams-webrtc-dg/latest/devguide/async-message-reception-api.html
