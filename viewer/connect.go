@@ -53,7 +53,7 @@ func (s *Session) connect(ctx context.Context, ch control.Channel) error {
 		open         []*handle
 		backoff      timer
 		waiting      bool // backoff runs before the next attempt
-		full         bool // the channel refused an attempt as full: start no more
+		full         bool // the channel refused an attempt as full while an older one is open: wait for it
 		notes        = make(chan attemptNote, 8)
 		results      = make(chan *handle)
 		stop         = make(chan struct{}) // closed when connect returns
@@ -138,7 +138,7 @@ func (s *Session) connect(ctx context.Context, ch control.Channel) error {
 			return false
 		}
 		if full {
-			return true
+			return false // the open attempt decides; see the results case
 		}
 		if attempt >= s.cfg.Retry.MaxAttempts && !(nextCause == CauseChannelFull && s.cfg.WaitForSlot) {
 			return true
@@ -269,23 +269,22 @@ func (s *Session) connect(ctx context.Context, ch control.Channel) error {
 				// master stopped answering or sending.
 				cause = CauseMasterGone
 			}
-			if fatal && cause == CauseChannelFull && len(open) > 0 {
+			if cause == CauseChannelFull && len(open) > 0 {
 				// The channel is full, and an earlier attempt of this
 				// session, still listening for a late answer, holds one of
-				// its slots: it decides. No further attempt starts.
+				// its slots (on a channel at its viewer limit, that is
+				// what fills it): that attempt decides. No attempt starts
+				// while it is open, and this refusal does not count
+				// against MaxAttempts; when it ends without an answer, its
+				// slot is free for the next attempt.
 				s.log.Info("channel full while an earlier attempt still waits for its answer; waiting for that one", "refused", h.a.n)
-				lastErr = &SessionError{Stage: res.stage, Cause: cause, Attempts: total, Err: res.err}
+				attempt--
 				full = true
 				continue
 			}
+			full = false
 			if fatal {
 				return &SessionError{Stage: res.stage, Cause: cause, Attempts: total, Err: res.err}
-			}
-			if full {
-				if len(open) == 0 {
-					return lastErr // the channel-full error says more than the late attempt's timeout
-				}
-				continue
 			}
 			nextCause = cause
 			if res.streamed {
