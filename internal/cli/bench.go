@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
@@ -141,33 +142,11 @@ func benchViewer(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	srv, err := emulator.Start(ctx, emulator.Config{DisableQuotas: true, Channels: []string{"bench"}, Logger: log})
+	srv, ctl, stop, err := startBenchCamera(ctx, emulator.Config{}, log)
 	if err != nil {
 		return err
 	}
-	defer srv.Close()
-	c := srv.Credentials()
-	ctl, err := control.New(ctx, control.Config{Region: srv.Region(), EndpointURL: srv.URL(), STUNURL: control.STUNNone,
-		Credentials: credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, "")})
-	if err != nil {
-		return err
-	}
-	src, err := media.NewTestSource(rtc.CodecH264, media.SourceConfig{})
-	if err != nil {
-		return err
-	}
-	m, err := master.New(master.Config{Channel: "bench", Control: ctl, Video: src, LoopbackOnly: true, Logger: log})
-	if err != nil {
-		_ = src.Close()
-		return err
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = m.Run(ctx) }()
-	defer wg.Wait()
-	defer cancel()
+	defer stop()
 
 	measure := func(policy viewer.RetryPolicy) (time.Duration, int, error) {
 		var ttff time.Duration
@@ -226,4 +205,46 @@ func pct(d []time.Duration, p float64) time.Duration {
 	s := slices.Clone(d)
 	slices.Sort(s)
 	return s[int(p*float64(len(s)-1))].Round(100 * time.Microsecond)
+}
+
+// startBenchCamera starts, in this process, a local service (quotas off,
+// channel "bench", cfg's other fields as given) and a master streaming the
+// H.264 test pattern on it, for the benchmarks. stop ends both and waits.
+func startBenchCamera(ctx context.Context, cfg emulator.Config, log *slog.Logger) (*emulator.Server, *control.Client, func(), error) {
+	ctx, cancel := context.WithCancel(ctx)
+	cfg.DisableQuotas, cfg.Channels, cfg.Logger = true, []string{"bench"}, log
+	srv, err := emulator.Start(ctx, cfg)
+	if err != nil {
+		cancel()
+		return nil, nil, nil, err
+	}
+	fail := func(err error) (*emulator.Server, *control.Client, func(), error) {
+		cancel()
+		_ = srv.Close()
+		return nil, nil, nil, err
+	}
+	c := srv.Credentials()
+	ctl, err := control.New(ctx, control.Config{Region: srv.Region(), EndpointURL: srv.URL(), STUNURL: control.STUNNone,
+		Credentials: credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, "")})
+	if err != nil {
+		return fail(err)
+	}
+	src, err := media.NewTestSource(rtc.CodecH264, media.SourceConfig{})
+	if err != nil {
+		return fail(err)
+	}
+	m, err := master.New(master.Config{Channel: "bench", Control: ctl, Video: src, LoopbackOnly: true, Logger: log})
+	if err != nil {
+		_ = src.Close()
+		return fail(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = m.Run(ctx) }()
+	stop := func() {
+		cancel()
+		wg.Wait()
+		_ = srv.Close()
+	}
+	return srv, ctl, stop, nil
 }

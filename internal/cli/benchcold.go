@@ -11,16 +11,9 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/credentials"
-
-	"github.com/kvsrtc/kvsrtc/control"
 	"github.com/kvsrtc/kvsrtc/emulator"
-	"github.com/kvsrtc/kvsrtc/master"
-	"github.com/kvsrtc/kvsrtc/media"
-	"github.com/kvsrtc/kvsrtc/rtc"
 )
 
 // coldRun is one cold "kvsrtc view" process.
@@ -64,33 +57,11 @@ func benchColdStart(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	srv, err := emulator.Start(ctx, emulator.Config{DisableQuotas: true, Channels: []string{"bench"}, TURNDisabled: true, Logger: log})
+	srv, _, stop, err := startBenchCamera(ctx, emulator.Config{TURNDisabled: true}, log)
 	if err != nil {
 		return err
 	}
-	defer srv.Close()
-	c := srv.Credentials()
-	ctl, err := control.New(ctx, control.Config{Region: srv.Region(), EndpointURL: srv.URL(), STUNURL: control.STUNNone,
-		Credentials: credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, "")})
-	if err != nil {
-		return err
-	}
-	src, err := media.NewTestSource(rtc.CodecH264, media.SourceConfig{})
-	if err != nil {
-		return err
-	}
-	m, err := master.New(master.Config{Channel: "bench", Control: ctl, Video: src, LoopbackOnly: true, Logger: log})
-	if err != nil {
-		_ = src.Close()
-		return err
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = m.Run(ctx) }()
-	defer wg.Wait()
-	defer cancel()
+	defer stop()
 
 	// The child's environment: this one (a user's AWS_CA_BUNDLE, proxy
 	// and profile settings cost start-up time too) with the local
