@@ -39,6 +39,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -273,4 +274,23 @@ func IsolateEnv(t testing.TB) {
 func isARN(s string) bool {
 	_, err := kvsproto.ParseChannelARN(s)
 	return err == nil
+}
+
+// Logger returns a logger for one side of a test (its component, e.g.
+// "emulator", "master"), or nil (discard) unless the environment variable
+// KVSRTC_TEST_LOG names a level ("debug", "info", "warn", "error"; anything
+// else means debug). It writes to t's output, or to standard error when t
+// is nil (TestMain).
+func Logger(t testing.TB, component string) *slog.Logger {
+	v := os.Getenv("KVSRTC_TEST_LOG")
+	if v == "" {
+		return nil
+	}
+	lvl := slog.LevelDebug
+	_ = lvl.UnmarshalText([]byte(v))
+	var w io.Writer = os.Stderr
+	if t != nil {
+		w = t.Output()
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl})).With("component", component)
 }

@@ -165,12 +165,7 @@ func run(m *testing.M) int {
 	return code
 }
 
-func testLogger(component string) *slog.Logger {
-	if os.Getenv("KVSRTC_TEST_LOG") == "" {
-		return nil
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", component)
-}
+func testLogger(component string) *slog.Logger { return kvstest.Logger(nil, component) }
 
 // servePages serves the official-flow pages (js/*.html, js/*.js) and the
 // npm bundles, from the test's own HTTP server on 127.0.0.1.

@@ -59,15 +59,7 @@ func requireAiortc(t *testing.T) {
 
 // testLogger writes to the test's output at the level of KVSRTC_TEST_LOG
 // (nothing by default).
-func testLogger(t testing.TB, side string) *slog.Logger {
-	v := os.Getenv("KVSRTC_TEST_LOG")
-	if v == "" {
-		return nil
-	}
-	var lvl slog.Level
-	_ = lvl.UnmarshalText([]byte(v))
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: lvl})).With("side", side)
-}
+func testLogger(t testing.TB, side string) *slog.Logger { return kvstest.Logger(t, side) }
 
 // env is a local KVS service with channel "cam" and a control client.
 type env struct {

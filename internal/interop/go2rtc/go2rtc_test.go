@@ -87,15 +87,7 @@ func go2rtcBinary(t *testing.T) string {
 
 // testLogger writes to the test's output at the level of KVSRTC_TEST_LOG
 // (nothing by default).
-func testLogger(t testing.TB, side string) *slog.Logger {
-	v := os.Getenv("KVSRTC_TEST_LOG")
-	if v == "" {
-		return nil
-	}
-	var lvl slog.Level
-	_ = lvl.UnmarshalText([]byte(v))
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: lvl})).With("side", side)
-}
+func testLogger(t testing.TB, side string) *slog.Logger { return kvstest.Logger(t, side) }
 
 // env is an emulator with channel "cam" and a control client for it.
 type env struct {

@@ -139,12 +139,7 @@ func requireSetup(t *testing.T) {
 	t.Skip(shared.problem)
 }
 
-func testLogger(component string) *slog.Logger {
-	if os.Getenv("KVSRTC_TEST_LOG") == "" {
-		return nil
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", component)
-}
+func testLogger(component string) *slog.Logger { return kvstest.Logger(nil, component) }
 
 // channelSeq makes channel names unique across repeated runs (-count).
 var channelSeq atomic.Int64
