@@ -7,7 +7,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -110,13 +109,9 @@ type probe struct {
 	sig   *signaling.Client
 	sigEv <-chan signaling.Event
 
-	pc     *webrtc.PeerConnection
-	pcDone func() // stops the current peer connection's goroutines
-	video  *media.Stats
+	peer  *rtc.Peer // nil between peer connections
+	video *media.Stats
 
-	cands    chan *webrtc.ICECandidate
-	states   chan webrtc.ICEConnectionState
-	tracks   chan *webrtc.TrackRemote
 	keyframe chan time.Time
 	audio    chan time.Time // the first audio packet
 
@@ -127,8 +122,6 @@ type probe struct {
 	answerAt  time.Time
 	status    *kvsproto.StatusResponse
 	sigErr    error
-	remoteSet bool
-	pending   []webrtc.ICECandidateInit
 	iceState  webrtc.ICEConnectionState
 	keyAt     time.Time
 	audioAt   time.Time // first audio packet
@@ -143,10 +136,9 @@ func (p *probe) close() {
 }
 
 func (p *probe) closePC() {
-	if p.pc != nil {
-		_ = p.pc.Close()
-		p.pcDone()
-		p.pc = nil
+	if p.peer != nil {
+		_ = p.peer.Close()
+		p.peer = nil
 	}
 }
 
@@ -171,121 +163,78 @@ func (p *probe) newPC(codecs []string) error {
 	if d.cfg.ForceRelay {
 		pcCfg.ICETransportPolicy = webrtc.ICETransportPolicyRelay
 	}
-	pc, err := api.NewPeerConnection(pcCfg)
+	peer, err := rtc.NewPeer(api, pcCfg)
 	if err != nil {
 		return err
 	}
 	recv := webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}
-	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, recv); err != nil {
-		_ = pc.Close()
-		return err
+	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		if _, err := peer.PC.AddTransceiverFromKind(kind, recv); err != nil {
+			_ = peer.Close()
+			return err
+		}
 	}
-	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, recv); err != nil {
-		_ = pc.Close()
-		return err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	p.pc, p.video = pc, media.NewStats(0)
-	p.pcDone = func() { cancel(); wg.Wait() }
-	p.cands = make(chan *webrtc.ICECandidate, 64)
-	p.states = make(chan webrtc.ICEConnectionState, 16)
-	p.tracks = make(chan *webrtc.TrackRemote, 4)
+	p.peer, p.video = peer, media.NewStats(0)
 	p.keyframe = make(chan time.Time, 1)
 	p.audio = make(chan time.Time, 1)
 	p.audioAt = time.Time{}
-	audioFirst := p.audio
 	p.local, p.remote = map[string]int{}, map[string]int{}
 	p.audioPkts = &atomic.Int64{}
-	audioPkts := p.audioPkts
-	p.answer, p.status, p.remoteSet, p.pending, p.keyAt = "", nil, false, nil, time.Time{}
+	p.answer, p.status, p.keyAt = "", nil, time.Time{}
 	p.iceState = webrtc.ICEConnectionStateNew
-	cands, states, tracks, keyframe, video := p.cands, p.states, p.tracks, p.keyframe, p.video
-	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
-		if c == nil {
-			return
-		}
-		select {
-		case cands <- c:
-		case <-ctx.Done():
-		}
-	})
-	pc.OnICEConnectionStateChange(func(st webrtc.ICEConnectionState) {
-		select {
-		case states <- st:
-		case <-ctx.Done():
-		}
-	})
-	pc.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
-		if t.Kind() != webrtc.RTPCodecTypeVideo {
-			// Audio: read (so that pion's buffers do not fill) and count.
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					if _, _, err := t.ReadRTP(); err != nil {
-						return
-					}
-					if audioPkts.Add(1) == 1 {
-						select {
-						case audioFirst <- time.Now():
-						default:
-						}
-					}
-				}
-			}()
-			return
-		}
-		ssrc := uint32(t.SSRC())
-		rcv, err := media.NewReceiver(t, media.ReceiverConfig{Logger: d.log, Sinks: []media.Sink{video},
-			RequestKeyframe: func() { _ = pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}}) }})
-		if err != nil {
-			d.log.Warn("cannot receive the video track", "codec", t.Codec().MimeType, "err", err)
-			return
-		}
-		wg.Add(3)
-		go func() { defer wg.Done(); _ = rcv.Run(ctx) }()
-		go func() {
-			defer wg.Done()
-			select {
-			case <-rcv.FirstKeyframe():
-				select {
-				case keyframe <- time.Now():
-				default:
-				}
-			case <-ctx.Done():
-			}
-		}()
-		go func() {
-			defer wg.Done()
-			for {
-				if _, _, err := r.ReadRTCP(); err != nil {
-					return
-				}
-			}
-		}()
-		select {
-		case tracks <- t:
-		case <-ctx.Done():
-		}
-	})
 	return nil
 }
 
-// offer sends an offer with a fresh correlation id.
-func (p *probe) offer(ctx context.Context) error {
-	o, err := p.pc.CreateOffer(nil)
+// onTrack reads a remote track in goroutines the peer owns: video into
+// the stats (noting the first keyframe), audio counted and dropped (read,
+// so that pion's buffers do not fill).
+func (p *probe) onTrack(tr rtc.Track) {
+	peer := p.peer
+	peer.ReadRTCP(tr.Receiver)
+	if tr.Remote.Kind() != webrtc.RTPCodecTypeVideo {
+		audioPkts, audioFirst := p.audioPkts, p.audio
+		peer.Go(func(context.Context) {
+			for {
+				if _, _, err := tr.Remote.ReadRTP(); err != nil {
+					return
+				}
+				if audioPkts.Add(1) == 1 {
+					select {
+					case audioFirst <- time.Now():
+					default:
+					}
+				}
+			}
+		})
+		return
+	}
+	ssrc := uint32(tr.Remote.SSRC())
+	rcv, err := media.NewReceiver(tr.Remote, media.ReceiverConfig{Logger: p.d.log, Sinks: []media.Sink{p.video},
+		RequestKeyframe: func() { _ = peer.PC.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}}) }})
 	if err != nil {
-		return err
+		p.d.log.Warn("cannot receive the video track", "codec", tr.Remote.Codec().MimeType, "err", err)
+		return
 	}
-	if err := p.pc.SetLocalDescription(o); err != nil {
-		return err
-	}
-	// Announce trickle ICE in what is sent (pion neither writes it nor
-	// accepts a modified local description): the KVS C SDK decides from
-	// this attribute alone whether its peer trickles, and answers an offer
-	// without it only when its own gathering ends (10 s).
-	sent, err := rtc.WithTrickle(o.SDP)
+	keyframe := p.keyframe
+	peer.Go(func(ctx context.Context) { _ = rcv.Run(ctx) })
+	peer.Go(func(ctx context.Context) {
+		select {
+		case <-rcv.FirstKeyframe():
+			select {
+			case keyframe <- time.Now():
+			default:
+			}
+		case <-ctx.Done():
+		}
+	})
+}
+
+// offer sends an offer with a fresh correlation id. What is sent announces
+// trickle ICE: the KVS C SDK decides from that attribute alone whether its
+// peer trickles, and answers an offer without it only when its own
+// gathering ends (10 s).
+func (p *probe) offer(ctx context.Context) error {
+	sent, err := p.peer.Offer(nil)
 	if err != nil {
 		return err
 	}
@@ -305,16 +254,18 @@ func (p *probe) pump(ctx context.Context, d time.Duration, done func() bool) {
 			return
 		case <-t.C:
 			return
-		case c := <-p.cands:
+		case c := <-p.peer.Candidates():
 			p.local[c.Typ.String()]++
 			if p.sigEv == nil {
 				continue
 			}
 			init := c.ToJSON()
 			_ = p.sig.SendICECandidate(ctx, kvsproto.ICECandidate{Candidate: init.Candidate, SDPMid: init.SDPMid, SDPMLineIndex: init.SDPMLineIndex, UsernameFragment: init.UsernameFragment}, "", "")
-		case st := <-p.states:
+		case st := <-p.peer.ICEStates():
 			p.iceState = st
-		case <-p.tracks:
+		case <-p.peer.States():
+		case tr := <-p.peer.Tracks():
+			p.onTrack(tr)
 		case at := <-p.keyframe:
 			p.keyAt = at
 		case at := <-p.audio:
@@ -343,29 +294,14 @@ func (p *probe) handle(ev signaling.Event) {
 		if ev.Candidate == nil {
 			return
 		}
-		p.remote[candidateType(ev.Candidate.Candidate)]++
+		p.remote[rtc.CandidateType(ev.Candidate.Candidate)]++
 		init := webrtc.ICECandidateInit{Candidate: ev.Candidate.Candidate, SDPMid: ev.Candidate.SDPMid, SDPMLineIndex: ev.Candidate.SDPMLineIndex, UsernameFragment: ev.Candidate.UsernameFragment}
-		if !p.remoteSet {
-			p.pending = append(p.pending, init)
-			return
-		}
-		_ = p.pc.AddICECandidate(init)
+		_ = p.peer.AddCandidate(init)
 	case kvsproto.MessageStatusResponse:
 		if ev.Status != nil && ev.Status.CorrelationID == p.corr && !ev.Status.Success {
 			p.status = ev.Status
 		}
 	}
-}
-
-// candidateType returns the "typ" of an ICE candidate line.
-func candidateType(c string) string {
-	f := strings.Fields(c)
-	for i := 0; i+1 < len(f); i++ {
-		if f[i] == "typ" {
-			return f[i+1]
-		}
-	}
-	return "unknown"
 }
 
 // run performs the master, ice and media checks.
@@ -447,30 +383,25 @@ func (p *probe) run(ctx context.Context) {
 		return
 	}
 	took := p.answerAt.Sub(p.offerAt)
-	early := len(p.pending) // candidates trickled before the answer
+	early := p.peer.Pending() // candidates trickled before the answer
 	k.fact("answerTime", took.Round(time.Millisecond).String())
-	k.fact("answeredVideo", sdpVideoCodec(p.answer))
 	sum, sumErr := rtc.Summarize(p.answer)
 	if sumErr == nil {
+		k.fact("answeredVideo", videoCodec(sum))
 		k.fact("answerTrickle", sum.Trickle)
 		k.fact("answerCandidates", sum.Candidates)
 	}
 	k.fact("trickledBeforeAnswer", early)
-	if err := answerUsable(p.answer); err != nil {
+	if err := answerUsable(sum, sumErr); err != nil {
 		k.fail(cause.BadOffer, err, "", "")
 		skipRest("the answer cannot be used")
 		return
 	}
-	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: p.answer}); err != nil {
+	if err := p.peer.SetAnswer(p.answer); err != nil && !errors.Is(err, rtc.ErrCandidate) {
 		k.fail(cause.BadOffer, err, "the answer could not be applied: "+err.Error(), "")
 		skipRest("the answer cannot be used")
 		return
 	}
-	p.remoteSet = true
-	for _, c := range p.pending {
-		_ = p.pc.AddICECandidate(c)
-	}
-	p.pending = nil
 	p.judgeAnswerTime(k, took, sum, early)
 	p.checkICE(ctx)
 }
@@ -529,33 +460,27 @@ func (p *probe) answeredWithAllCodecs(ctx context.Context) bool {
 	return p.answer != ""
 }
 
-// answerUsable rejects an answer without an accepted video section.
-func answerUsable(sdp string) error {
-	for line := range strings.SplitSeq(sdp, "\n") {
-		if f := strings.Fields(strings.TrimSpace(line)); len(f) > 1 && f[0] == "m=video" {
-			if f[1] == "0" {
-				return errors.New("the master declined the video section of the offer (port 0): it has no codec in common with the offer")
-			}
-			return nil
-		}
+// answerUsable rejects an answer that is not SDP or has no accepted video
+// section.
+func answerUsable(sum rtc.Summary, parseErr error) error {
+	if parseErr != nil {
+		return fmt.Errorf("the answer is not usable SDP: %w", parseErr)
 	}
-	return errors.New("the answer has no video section")
+	v, ok := sum.Section("video")
+	switch {
+	case !ok:
+		return errors.New("the answer has no video section")
+	case v.Port == 0:
+		return errors.New("the master declined the video section of the offer (port 0): it has no codec in common with the offer")
+	}
+	return nil
 }
 
-// sdpVideoCodec returns the first codec of the video section of an SDP.
-func sdpVideoCodec(sdp string) string {
-	inVideo := false
-	for line := range strings.SplitSeq(sdp, "\n") {
-		line = strings.TrimSpace(line)
-		if strings.HasPrefix(line, "m=") {
-			inVideo = strings.HasPrefix(line, "m=video")
-			continue
-		}
-		if v, ok := strings.CutPrefix(line, "a=rtpmap:"); ok && inVideo {
-			_, rest, _ := strings.Cut(v, " ")
-			name, _, _ := strings.Cut(rest, "/")
-			return name
-		}
+// videoCodec returns the first codec of the video section ("" if none).
+func videoCodec(sum rtc.Summary) string {
+	if v, ok := sum.Section("video"); ok && len(v.Codecs) > 0 {
+		_, name, _ := strings.Cut(v.Codecs[0].MimeType, "/")
+		return name
 	}
 	return ""
 }
@@ -571,7 +496,10 @@ func (p *probe) checkICE(ctx context.Context) {
 	p.pump(ctx, d.cfg.ConnectWait, connected)
 	// A master that does not trickle puts its candidates in the answer:
 	// count both.
-	inAnswer := sdpCandidates(p.answer)
+	var inAnswer map[string]int
+	if sum, err := rtc.Summarize(p.answer); err == nil {
+		inAnswer = sum.CandidateTypes
+	}
 	all := maps.Clone(p.remote)
 	for typ, n := range inAnswer {
 		all[typ] += n
@@ -602,23 +530,12 @@ func (p *probe) checkICE(ctx context.Context) {
 		d.begin(CheckMedia, "media: video arrives").skip("not connected")
 		return
 	}
-	if pair, err := p.pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair(); err == nil && pair != nil {
+	if pair, err := p.peer.PC.SCTP().Transport().ICETransport().GetSelectedCandidatePair(); err == nil && pair != nil {
 		k.fact("selectedPair", fmt.Sprintf("%s %s -> %s %s", pair.Local.Typ, pair.Local.Protocol, pair.Remote.Typ, pair.Remote.Protocol))
 	}
 	k.fact("connectTime", time.Since(p.answerAt).Round(time.Millisecond).String())
 	k.pass("")
 	p.checkMedia(ctx)
-}
-
-// sdpCandidates counts the a=candidate lines of an SDP by type.
-func sdpCandidates(sdp string) map[string]int {
-	out := map[string]int{}
-	for line := range strings.SplitSeq(sdp, "\n") {
-		if c, ok := strings.CutPrefix(strings.TrimSpace(line), "a="); ok && strings.HasPrefix(c, "candidate:") {
-			out[candidateType(c)]++
-		}
-	}
-	return out
 }
 
 func total(m map[string]int) int {

@@ -81,6 +81,9 @@ type Summary struct {
 	// Candidates counts a=candidate lines (non-trickle peers put all of
 	// their candidates in the SDP).
 	Candidates int
+	// CandidateTypes counts those lines by type ("host", "srflx",
+	// "prflx", "relay"; "unknown" for a line without one).
+	CandidateTypes map[string]int
 	// Media lists the media sections in order.
 	Media []MediaSummary
 }
@@ -100,7 +103,7 @@ func Summarize(sdpText string) (Summary, error) {
 	if err := d.UnmarshalString(sdpText); err != nil {
 		return Summary{}, fmt.Errorf("rtc: parse SDP: %w", err)
 	}
-	s := Summary{Trickle: HasTrickle(&d)}
+	s := Summary{Trickle: HasTrickle(&d), CandidateTypes: map[string]int{}}
 	for _, m := range d.MediaDescriptions {
 		ms := MediaSummary{Kind: m.MediaName.Media, Port: m.MediaName.Port.Value, Direction: "sendrecv"}
 		for _, a := range m.Attributes {
@@ -109,6 +112,7 @@ func Summarize(sdpText string) (Summary, error) {
 				ms.Mid = a.Value
 			case "candidate":
 				s.Candidates++
+				s.CandidateTypes[CandidateType(a.Value)]++
 			case "sendrecv", "sendonly", "recvonly", "inactive":
 				ms.Direction = a.Key
 			}
@@ -137,6 +141,30 @@ func Summarize(sdpText string) (Summary, error) {
 		s.Media = append(s.Media, ms)
 	}
 	return s, nil
+}
+
+// Section returns the first media section of kind ("video", "audio",
+// "application").
+func (s Summary) Section(kind string) (MediaSummary, bool) {
+	for _, m := range s.Media {
+		if m.Kind == kind {
+			return m, true
+		}
+	}
+	return MediaSummary{}, false
+}
+
+// CandidateType returns the type of an ICE candidate ("host", "srflx",
+// "prflx", "relay"), given as its SDP attribute value with or without the
+// "candidate:" prefix; "unknown" when it names none.
+func CandidateType(candidate string) string {
+	f := strings.Fields(candidate)
+	for i := 0; i+1 < len(f); i++ {
+		if f[i] == "typ" {
+			return f[i+1]
+		}
+	}
+	return "unknown"
 }
 
 // AnswerCodec picks, from the codecs the remote offer lists for the media

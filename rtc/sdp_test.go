@@ -60,6 +60,29 @@ func TestSummarize(t *testing.T) {
 	if a := s.Media[1]; len(a.Codecs) != 2 || a.Codecs[1].MimeType != "audio/opus" || a.Codecs[1].Channels != 2 {
 		t.Errorf("audio %+v", a)
 	}
+	if s.CandidateTypes["host"] != 1 || len(s.CandidateTypes) != 1 {
+		t.Errorf("candidate types %v", s.CandidateTypes)
+	}
+	if a, ok := s.Section("audio"); !ok || a.Mid != "1" {
+		t.Errorf("Section(audio) = %+v, %v", a, ok)
+	}
+	if _, ok := s.Section("application"); ok {
+		t.Error("Section(application) found a section the SDP does not have")
+	}
+}
+
+func TestCandidateType(t *testing.T) {
+	for in, want := range map[string]string{
+		"candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host":                                "host",
+		"2 1 udp 1694498815 198.51.100.7 6000 typ srflx raddr 0.0.0.0 rport 6000":             "srflx",
+		"candidate:3 1 udp 16777215 127.0.0.1 7000 typ relay raddr 127.0.0.1 rport 40000 x y": "relay",
+		"candidate:garbage": "unknown",
+		"":                  "unknown",
+	} {
+		if got := CandidateType(in); got != want {
+			t.Errorf("CandidateType(%q) = %q, want %q", in, got, want)
+		}
+	}
 }
 
 func TestAnswerCodec(t *testing.T) {

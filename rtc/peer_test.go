@@ -1,0 +1,199 @@
+package rtc_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
+
+	"github.com/kvsrtc/kvsrtc/rtc"
+)
+
+// TestPeerNegotiatesAndCloses: a Peer offers (trickle announced in what is
+// sent, not in its local description), keeps remote candidates that come
+// before the answer, delivers the remote track, and Close ends the
+// goroutines it owns.
+func TestPeerNegotiatesAndCloses(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	api, err := rtc.NewAPI(rtc.Config{LoopbackOnly: true, VideoCodecs: []string{"VP8"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	viewer, err := rtc.NewPeer(api, webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer viewer.Close()
+	camera, err := rtc.NewPeer(api, webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer camera.Close()
+
+	if _, err := viewer.PC.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo,
+		webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+		t.Fatal(err)
+	}
+	capability, err := rtc.Capability(rtc.CodecVP8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	track, err := webrtc.NewTrackLocalStaticSample(capability, "video", "kvsrtc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := camera.PC.AddTrack(track); err != nil {
+		t.Fatal(err)
+	}
+
+	sent, err := viewer.Offer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := rtc.Summarize(sent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sum.Trickle {
+		t.Error("the offer to send does not announce trickle ICE")
+	}
+	if ld := viewer.PC.LocalDescription(); ld == nil || ld.SDP == sent {
+		t.Error("the local description was modified (pion would refuse it); only what is sent carries trickle")
+	}
+	if err := camera.PC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sent}); err != nil {
+		t.Fatal(err)
+	}
+	answer, err := camera.PC.CreateAnswer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := camera.PC.SetLocalDescription(answer); err != nil {
+		t.Fatal(err)
+	}
+
+	// The camera's candidates reach the viewer before the answer does.
+	var early int
+	deadline := time.After(10 * time.Second)
+gather:
+	for {
+		select {
+		case c := <-camera.Candidates():
+			if err := viewer.AddCandidate(c.ToJSON()); err != nil {
+				t.Fatal(err)
+			}
+			early++
+		case <-camera.Gathered():
+			break gather
+		case <-deadline:
+			t.Fatal("the camera did not finish gathering")
+		}
+	}
+	if early == 0 || viewer.Pending() != early {
+		t.Fatalf("%d candidates before the answer, %d kept", early, viewer.Pending())
+	}
+	if err := viewer.SetAnswer(answer.SDP); err != nil {
+		t.Fatal(err)
+	}
+	if viewer.Pending() != 0 {
+		t.Errorf("%d candidates still pending after the answer", viewer.Pending())
+	}
+	if err := viewer.AddCandidate(webrtc.ICECandidateInit{Candidate: "candidate:not a candidate"}); !errors.Is(err, rtc.ErrCandidate) {
+		t.Errorf("a malformed candidate after the answer: %v, want ErrCandidate", err)
+	}
+
+	ticker := time.NewTicker(20 * time.Millisecond)
+	defer ticker.Stop()
+	var got rtc.Track
+	connected := false
+	for got.Remote == nil {
+		select {
+		case c := <-viewer.Candidates():
+			if err := camera.PC.AddICECandidate(c.ToJSON()); err != nil {
+				t.Fatal(err)
+			}
+		case st := <-camera.States():
+			connected = connected || st == webrtc.PeerConnectionStateConnected
+		case <-viewer.States():
+		case <-viewer.ICEStates():
+		case <-camera.ICEStates():
+		case <-ticker.C:
+			if connected {
+				if err := track.WriteSample(media.Sample{Data: vp8Keyframe(), Duration: 33 * time.Millisecond}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		case got = <-viewer.Tracks():
+		case <-ctx.Done():
+			t.Fatal("no remote track before the timeout")
+		}
+	}
+	viewer.ReadRTCP(got.Receiver)
+	read := make(chan error, 1)
+	viewer.Go(func(ctx context.Context) {
+		for {
+			if _, _, err := got.Remote.ReadRTP(); err != nil {
+				read <- err
+				return
+			}
+		}
+	})
+
+	if err := viewer.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	// Close waited for the goroutines it owns: the reader has ended.
+	select {
+	case err := <-read:
+		if err == nil {
+			t.Error("the track reader ended without an error")
+		}
+	default:
+		t.Error("Close returned while a goroutine it owns was still running")
+	}
+	select {
+	case <-viewer.Done():
+	default:
+		t.Error("Done is not closed after Close")
+	}
+	if err := viewer.Close(); err != nil {
+		t.Errorf("a second Close: %v", err)
+	}
+	if st := viewer.PC.ConnectionState(); st != webrtc.PeerConnectionStateClosed {
+		t.Errorf("state after Close: %v", st)
+	}
+}
+
+// TestPeerBadAnswer: an answer that is not SDP is refused with an error and
+// the candidates kept for it stay pending.
+func TestPeerBadAnswer(t *testing.T) {
+	api, err := rtc.NewAPI(rtc.Config{LoopbackOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := rtc.NewPeer(api, webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if _, err := p.PC.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo,
+		webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Offer(nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.AddCandidate(webrtc.ICECandidateInit{Candidate: "candidate:1 1 udp 2130706431 127.0.0.1 9 typ host"}); err != nil {
+		t.Fatal(err)
+	}
+	err = p.SetAnswer("not sdp")
+	if err == nil {
+		t.Fatal("a non-SDP answer was applied")
+	}
+	if p.Pending() != 1 {
+		t.Errorf("pending = %d after a refused answer, want 1", p.Pending())
+	}
+}
