@@ -457,36 +457,30 @@ func (c *Client) Send(ctx context.Context, msg kvsproto.ClientMessage) error {
 	return nil
 }
 
-func (c *Client) sendPayload(ctx context.Context, action kvsproto.Action, v any, recipient, correlationID string) error {
-	p, err := kvsproto.EncodePayload(v)
-	if err != nil {
-		return fmt.Errorf("signaling: send %s: %w", action, err)
-	}
-	return c.Send(ctx, kvsproto.ClientMessage{Action: action, MessagePayload: p, RecipientClientID: recipient, CorrelationID: correlationID})
-}
-
-// SendOffer sends an SDP offer. recipient is "" for viewers and the viewer's
-// client id for the master; correlationID is optional (see
-// NewCorrelationID): with one, the service reports a failure as a
-// STATUS_RESPONSE event.
+// SendOffer sends an SDP offer (see OfferMessage for the arguments).
 func (c *Client) SendOffer(ctx context.Context, sd kvsproto.SessionDescription, recipient, correlationID string) error {
-	if sd.Type == "" {
-		sd.Type = "offer"
-	}
-	return c.sendPayload(ctx, kvsproto.ActionSDPOffer, sd, recipient, correlationID)
+	return c.sendBuilt(ctx)(OfferMessage(sd, recipient, correlationID))
 }
 
-// SendAnswer sends an SDP answer; see SendOffer for the arguments.
+// SendAnswer sends an SDP answer (see OfferMessage for the arguments).
 func (c *Client) SendAnswer(ctx context.Context, sd kvsproto.SessionDescription, recipient, correlationID string) error {
-	if sd.Type == "" {
-		sd.Type = "answer"
-	}
-	return c.sendPayload(ctx, kvsproto.ActionSDPAnswer, sd, recipient, correlationID)
+	return c.sendBuilt(ctx)(AnswerMessage(sd, recipient, correlationID))
 }
 
-// SendICECandidate sends an ICE candidate; see SendOffer for the arguments.
+// SendICECandidate sends an ICE candidate (see OfferMessage for the
+// arguments).
 func (c *Client) SendICECandidate(ctx context.Context, cand kvsproto.ICECandidate, recipient, correlationID string) error {
-	return c.sendPayload(ctx, kvsproto.ActionICECandidate, cand, recipient, correlationID)
+	return c.sendBuilt(ctx)(CandidateMessage(cand, recipient, correlationID))
+}
+
+// sendBuilt sends a message a builder returned, or the builder's error.
+func (c *Client) sendBuilt(ctx context.Context) func(kvsproto.ClientMessage, error) error {
+	return func(msg kvsproto.ClientMessage, err error) error {
+		if err != nil {
+			return err
+		}
+		return c.Send(ctx, msg)
+	}
 }
 
 // NewCorrelationID returns a fresh correlation id: the Unix time in
