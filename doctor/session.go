@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -81,8 +82,26 @@ func (d *run) checkSession(ctx context.Context) {
 		Endpoint: d.endpoints.WSS, ChannelARN: d.channel.ARN, Role: kvsproto.RoleViewer, ClientID: d.clientID,
 		Region: ctl.Region(), Credentials: ctl.SigV4Credentials, Now: ctl.Now, HTTPClient: d.cfg.HTTPClient, Logger: d.log,
 	}
-	sig, err := signaling.Dial(ctx, cfg)
 	k.fact("endpoint", d.endpoints.WSS)
+	sess, err := signaling.NewSession(signaling.SessionConfig{
+		Dialer: signaling.DialerFor(cfg),
+		// The doctor reports a failed dial instead of retrying it, and a
+		// message it cannot send at once is a finding, not a queued one.
+		GiveUp:    func(error, int) bool { return true },
+		OutboxTTL: -1,
+		Logger:    d.log,
+	})
+	if err != nil {
+		k.fail(cause.Config, err, "", "")
+		rest("needs the signaling connection")
+		return
+	}
+	p := &probe{d: d, sess: sess, sigEv: sess.Events(), runErr: make(chan error, 1)}
+	runCtx, stop := context.WithCancel(ctx)
+	p.stop = stop
+	go func() { p.runErr <- sess.Run(runCtx) }()
+	defer p.close()
+	err = p.waitConnected(ctx)
 	if err != nil {
 		var he *signaling.HandshakeError
 		if errors.As(err, &he) {
@@ -97,17 +116,37 @@ func (d *run) checkSession(ctx context.Context) {
 	}
 	k.fact("connectTime", time.Since(k.start).Round(time.Millisecond).String())
 	k.pass("")
-	p := &probe{d: d, sig: sig, sigEv: sig.Events()}
-	defer p.close()
 	p.run(ctx)
+}
+
+// waitConnected waits for the session's first connection and returns the
+// dial's error when there is none.
+func (p *probe) waitConnected(ctx context.Context) error {
+	for ev := range p.sigEv {
+		if ev.Kind == signaling.SessionConnected {
+			return nil
+		}
+	}
+	p.sigEv = nil
+	if err := <-p.runErr; err != nil {
+		p.runErr <- err
+		return err
+	}
+	p.runErr <- nil
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return signaling.ErrClosed
 }
 
 // probe is the doctor's viewer: one signaling connection, one peer
 // connection at a time, every goroutine owned.
 type probe struct {
-	d     *run
-	sig   *signaling.Client
-	sigEv <-chan signaling.Event
+	d      *run
+	sess   *signaling.Session
+	sigEv  <-chan signaling.SessionEvent // nil once the session has ended
+	stop   func()                        // ends the session
+	runErr chan error                    // the session's Run result (put back after reading)
 
 	peer  *rtc.Peer // nil between peer connections
 	video *media.Stats
@@ -132,7 +171,17 @@ type probe struct {
 
 func (p *probe) close() {
 	p.closePC()
-	_ = p.sig.Close()
+	p.stop()
+	err := <-p.runErr
+	p.runErr <- err
+}
+
+// send sends a message built by one of signaling's builders.
+func (p *probe) send(ctx context.Context, msg kvsproto.ClientMessage, err error) error {
+	if err != nil {
+		return err
+	}
+	return p.sess.Send(ctx, msg)
 }
 
 func (p *probe) closePC() {
@@ -241,7 +290,8 @@ func (p *probe) offer(ctx context.Context) error {
 	p.offerSDP = sent
 	p.corr = signaling.NewCorrelationID()
 	p.offerAt = time.Now()
-	return p.sig.SendOffer(ctx, kvsproto.SessionDescription{Type: "offer", SDP: sent}, "", p.corr)
+	msg, err := signaling.OfferMessage(kvsproto.SessionDescription{Type: "offer", SDP: sent}, "", p.corr)
+	return p.send(ctx, msg, err)
 }
 
 // pump handles events for at most d or until done.
@@ -260,7 +310,8 @@ func (p *probe) pump(ctx context.Context, d time.Duration, done func() bool) {
 				continue
 			}
 			init := c.ToJSON()
-			_ = p.sig.SendICECandidate(ctx, kvsproto.ICECandidate{Candidate: init.Candidate, SDPMid: init.SDPMid, SDPMLineIndex: init.SDPMLineIndex, UsernameFragment: init.UsernameFragment}, "", "")
+			msg, err := signaling.CandidateMessage(kvsproto.ICECandidate{Candidate: init.Candidate, SDPMid: init.SDPMid, SDPMLineIndex: init.SDPMLineIndex, UsernameFragment: init.UsernameFragment}, "", "")
+			_ = p.send(ctx, msg, err)
 		case st := <-p.peer.ICEStates():
 			p.iceState = st
 		case <-p.peer.States():
@@ -273,13 +324,34 @@ func (p *probe) pump(ctx context.Context, d time.Duration, done func() bool) {
 		case ev, ok := <-p.sigEv:
 			if !ok {
 				p.sigEv = nil
-				p.sigErr = p.sig.Err()
 				if p.sigErr == nil {
-					p.sigErr = signaling.ErrClosed
+					err := <-p.runErr
+					p.runErr <- err
+					p.sigErr = cmp.Or(err, signaling.ErrClosed)
 				}
 				continue
 			}
-			p.handle(ev)
+			p.onSession(ev)
+		}
+	}
+}
+
+// onSession handles an event of the signaling session: a connection that
+// ends or is taken over is the finding (the session would renew it; the
+// doctor reports it).
+func (p *probe) onSession(ev signaling.SessionEvent) {
+	switch ev.Kind {
+	case signaling.SessionMessage:
+		if !ev.Draining {
+			p.handle(ev.Event)
+		}
+	case signaling.SessionRenewing:
+		if ev.Why == signaling.RenewClosed && p.sigErr == nil {
+			p.sigErr = cmp.Or(ev.Err, signaling.ErrClosed)
+		}
+	case signaling.SessionTakenOver:
+		if p.sigErr == nil {
+			p.sigErr = ev.Err
 		}
 	}
 }
