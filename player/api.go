@@ -105,21 +105,32 @@ func (s *Server) api(h func(w http.ResponseWriter, r *http.Request)) http.Handle
 			s.apiError(w, http.StatusUnauthorized, diagnose(CauseUnauthorized, "", "", 0, 0, nil))
 			return
 		}
-		if r.Method == http.MethodPost {
-			if !sameOrigin(r) {
-				s.apiError(w, http.StatusForbidden, Diagnosis{Cause: CauseBadRequest, Title: "Cross-site request refused",
-					Message: "The request came from another site.", Advice: "Use the player's own pages."})
-				return
-			}
-			if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
-				s.apiError(w, http.StatusUnsupportedMediaType, Diagnosis{Cause: CauseBadRequest, Title: "Bad request",
-					Message: "The API takes application/json.", Advice: "Send a JSON body."})
-				return
-			}
-			r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		if !s.postChecks(w, r) {
+			return
 		}
 		h(w, r)
 	}
+}
+
+// postChecks refuses a POST that is cross-site or not JSON, and bounds its
+// body (CSRF: a form on another site cannot send application/json without
+// a preflight, and a browser's fetch says where it came from in Origin).
+func (s *Server) postChecks(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodPost {
+		return true
+	}
+	if !sameOrigin(r) {
+		s.apiError(w, http.StatusForbidden, Diagnosis{Cause: CauseBadRequest, Title: "Cross-site request refused",
+			Message: "The request came from another site.", Advice: "Use the player's own pages."})
+		return false
+	}
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+		s.apiError(w, http.StatusUnsupportedMediaType, Diagnosis{Cause: CauseBadRequest, Title: "Bad request",
+			Message: "The API takes application/json.", Advice: "Send a JSON body."})
+		return false
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+	return true
 }
 
 // sameOrigin refuses requests whose Origin names another site. Requests
@@ -158,8 +169,14 @@ func (s *Server) handleMetrics(w http.ResponseWriter, _ *http.Request) {
 	_ = s.metrics.write(w)
 }
 
-func (s *Server) handleChannels(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"channels": s.cfg.Channels})
+func (s *Server) handleChannels(w http.ResponseWriter, r *http.Request) {
+	chans := make([]string, 0, len(s.cfg.Channels))
+	for _, c := range s.cfg.Channels {
+		if permitted(r, c) {
+			chans = append(chans, c)
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"channels": chans})
 }
 
 func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) {
@@ -167,9 +184,9 @@ func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &req) {
 		return
 	}
-	if !s.chans.served(req.Channel) {
-		s.metrics.inc(s.metrics.failures, string(CauseNotServed))
-		s.apiError(w, http.StatusForbidden, diagnose(CauseNotServed, req.Channel, "", 0, 0, nil))
+	if c := s.refusal(r, req.Channel); c != "" {
+		s.metrics.inc(s.metrics.failures, string(c))
+		s.apiError(w, http.StatusForbidden, diagnose(c, req.Channel, "", 0, 0, nil))
 		return
 	}
 	if ok, wait := s.sessions.allow(s.clientKey(r)); !ok {
@@ -299,8 +316,8 @@ func (s *Server) handleDiagnose(w http.ResponseWriter, r *http.Request) {
 	region := s.cfg.Control.Region()
 	elapsed := time.Duration(req.ElapsedMs * float64(time.Millisecond))
 	var d Diagnosis
-	if !s.chans.served(req.Channel) {
-		d = diagnose(CauseNotServed, req.Channel, region, 0, 0, nil)
+	if c := s.refusal(r, req.Channel); c != "" {
+		d = diagnose(c, req.Channel, region, 0, 0, nil)
 	} else if _, _, err := s.chans.get(r.Context(), req.Channel, diagnoseMaxAge); err != nil {
 		// The page's trouble started on the server's side.
 		c, _, _ := classify(err)
@@ -335,8 +352,8 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &req) {
 		return
 	}
-	if !s.chans.served(req.Channel) {
-		s.apiError(w, http.StatusForbidden, diagnose(CauseNotServed, req.Channel, "", 0, 0, nil))
+	if c := s.refusal(r, req.Channel); c != "" {
+		s.apiError(w, http.StatusForbidden, diagnose(c, req.Channel, "", 0, 0, nil))
 		return
 	}
 	if ok, _ := s.reports.allow(s.clientKey(r)); !ok {

@@ -50,7 +50,7 @@ type Diagnosis struct {
 
 // playerCauses are the player's own causes.
 var playerCauses = map[cause.Cause]bool{
-	CauseUnauthorized: true, CauseNotServed: true, CauseICEFailed: true, CauseBadRequest: true,
+	CauseUnauthorized: true, CauseNotServed: true, CauseICEFailed: true, CauseBadRequest: true, CauseNotAllowed: true,
 }
 
 // normCause maps a page-supplied cause to a known one (package cause's or
@@ -139,6 +139,10 @@ func diagnose(c cause.Cause, channel, region string, attempts int, spent time.Du
 		d.Title = "Channel not served here"
 		d.Message = fmt.Sprintf("This server does not serve the channel %q.", channel)
 		d.Advice = "Open one of the channels listed on the start page."
+	case CauseNotAllowed:
+		d.Title = "Not allowed to watch this camera"
+		d.Message = fmt.Sprintf("Your account may not watch the channel %q.", channel)
+		d.Advice = "Ask the site's administrator for access to this camera, or sign in as another user."
 	case cause.Throttled:
 		d.Title = "Too many connection attempts"
 		d.Message = fmt.Sprintf("Too many connection attempts for channel %q in a short time%s.", channel, tried)
@@ -188,7 +192,7 @@ func diagnose(c cause.Cause, channel, region string, attempts int, spent time.Du
 		}
 		d.Retryable = true
 	}
-	if err != nil && d.Cause != CauseNotServed && d.Cause != cause.Unreachable {
+	if err != nil && d.Cause != CauseNotServed && d.Cause != CauseNotAllowed && d.Cause != cause.Unreachable {
 		var api *control.APIError
 		if errors.As(err, &api) && api.Code != "" {
 			d.Message += " (" + api.Code + ")"

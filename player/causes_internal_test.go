@@ -10,7 +10,7 @@ import (
 // player's own, has a title, a message and advice for the page, and is a
 // known /metrics label.
 func TestEveryCauseHasPageWording(t *testing.T) {
-	all := append(cause.All(), CauseUnauthorized, CauseNotServed, CauseICEFailed, CauseBadRequest)
+	all := append(cause.All(), CauseUnauthorized, CauseNotServed, CauseICEFailed, CauseBadRequest, CauseNotAllowed)
 	for _, c := range all {
 		d := diagnose(c, "cam", "us-west-2", 2, 0, nil)
 		if d.Cause != c || d.Title == "" || d.Message == "" || d.Advice == "" {

@@ -42,6 +42,18 @@
 // has read, write and idle timeouts and a connection cap. Behind a TLS
 // reverse proxy, list it in Config.TrustedProxies. See docs/SECURITY.md.
 //
+// Embedding: the same API and the <kvs-viewer> element (kvs-viewer.js, an
+// ES module with TypeScript declarations in kvs-viewer.d.ts) serve other
+// apps' pages. NewHandler returns the API as an http.Handler that an app
+// mounts under a path of its own and protects with its own sign-in
+// through an AuthorizeFunc (which returns the channels the request's user
+// may watch); TokenAuthorizer and CallbackAuthorizer delegate that
+// decision to short-lived tokens signed by the app (SignToken) or to an
+// HTTP callback of the app, as kvsrtc serve --api-only does. The element
+// runs the built-in pages' own scripts (signaling.js, api.js, player.js:
+// one implementation of the connect policy) in a shadow root, under a
+// strict Content-Security-Policy; see docs/EMBED.md.
+//
 // Endpoints:
 //
 //	GET  /               the player (?channel=NAME, ?stats=1), or the channel list
@@ -51,6 +63,7 @@
 //	POST /api/diagnose   what the page saw -> Diagnosis
 //	POST /api/report     first-frame / attempt-failed / reconnect (metrics)
 //	GET  /api/channels   the served channels
+//	GET  /api/kvs-viewer.js, /api/kvs-viewer.d.ts   the <kvs-viewer> module and its types
 //	GET  /metrics        Prometheus text format
 //	GET  /healthz        liveness, no auth
 //

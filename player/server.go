@@ -127,6 +127,7 @@ type Server struct {
 	assets   map[string]asset
 	csp      string
 	running  atomic.Bool
+	module   moduleAssets // kvs-viewer.js and its types (module.go)
 
 	mu     sync.Mutex
 	issued map[string]issuedID // client ids minted, for renewals
@@ -178,6 +179,9 @@ func New(cfg Config) (*Server, error) {
 	if err := s.loadAssets(); err != nil {
 		return nil, err
 	}
+	if err := s.loadModule(); err != nil {
+		return nil, err
+	}
 	s.routes()
 	return s, nil
 }
@@ -215,6 +219,11 @@ func (s *Server) loadAssets() error {
 	if err != nil {
 		return err
 	}
+	tile, err := assetFS.ReadFile("assets/tile.css")
+	if err != nil {
+		return err
+	}
+	style = append(append(style, '\n'), tile...)
 	if bytes.Contains(style, []byte("</style")) {
 		return errors.New("player: the style sheet contains </style")
 	}
@@ -242,8 +251,8 @@ func (s *Server) loadAssets() error {
 			s.pages[strings.TrimSuffix(name, ".html")] = b
 			return nil
 		}
-		if strings.HasSuffix(name, ".js") {
-			return nil // inlined in the pages
+		if strings.HasSuffix(name, ".js") || strings.HasSuffix(name, ".ts") {
+			return nil // inlined in the pages, or part of the module (module.go)
 		}
 		sum := sha256.Sum256(b)
 		s.assets[name] = asset{body: b, ctype: contentType(name), etag: `"` + hex.EncodeToString(sum[:8]) + `"`}
@@ -311,10 +320,9 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /{$}", s.page("index"))
 	m.HandleFunc("GET /grid", s.page("grid"))
 	m.HandleFunc("GET /metrics", s.api(s.handleMetrics))
-	m.HandleFunc("GET /api/channels", s.api(s.handleChannels))
-	m.HandleFunc("POST /api/session", s.api(s.handleSession))
-	m.HandleFunc("POST /api/diagnose", s.api(s.handleDiagnose))
-	m.HandleFunc("POST /api/report", s.api(s.handleReport))
+	// The API under /api/ is the same handler tree a Go app mounts with
+	// NewHandler (handler.go), behind the token and the cookie.
+	m.Handle("/api/", http.StripPrefix("/api", s.apiRoutes(s.api, false)))
 	s.mux = m
 }
 
@@ -352,9 +360,14 @@ func (s *Server) Run(ctx context.Context) error {
 // server down gracefully (in-flight requests get a few seconds) and
 // returns nil; it closes ln. For HTTPS, pass a tls.NewListener.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	return s.serve(ctx, ln, s)
+}
+
+// serve is Serve with another handler (Handler.Serve).
+func (s *Server) serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 	lim := s.limits
 	hs := &http.Server{
-		Handler:           s,
+		Handler:           h,
 		ReadHeaderTimeout: lim.readHeader,
 		ReadTimeout:       lim.read,
 		WriteTimeout:      lim.write,

@@ -6,8 +6,10 @@
 // JavaScript (npm packages under js/, installed by scripts/test.sh), in both
 // directions, through the local KVS service with TLS: the official viewer
 // flow plays "kvsrtc master", and "kvsrtc view" plays the official master
-// flow (the kvsrtc binary is built once for these). It has no code outside
-// its tests.
+// flow (the kvsrtc binary is built once for these); the <kvs-viewer>
+// element under a strict Content-Security-Policy and both embedding examples
+// (examples/embed-go, examples/embed-static), run as docs/EMBED.md says. It
+// has no code outside its tests.
 //
 // All traffic stays on loopback: the emulator, the player, the masters and
 // the test pages listen on 127.0.0.1, the pion peers gather loopback

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -48,6 +50,10 @@ type serveFlags struct {
 	sessionRate  float64
 	sessionBurst int
 	proxies      stringList
+	apiOnly      bool
+	basePath     string
+	authCallback string
+	tokenKeyFile string
 	aws          awsFlags
 	logs         logFlags
 }
@@ -68,10 +74,20 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	fs.Float64Var(&f.sessionRate, "session-rate", player.DefaultSessionRate, "sessions per second each client address may mint")
 	fs.IntVar(&f.sessionBurst, "session-burst", player.DefaultSessionBurst, "burst of sessions each client address may mint")
 	fs.Var(&f.proxies, "trusted-proxy", "IP address or CIDR of a reverse proxy in front of the player whose X-Forwarded-For and X-Forwarded-Proto are believed (repeatable)")
+	fs.BoolVar(&f.apiOnly, "api-only", false, "serve only the session API and the <kvs-viewer> module (for your own pages behind your reverse proxy), no pages or login; needs --auth-callback or --token-key-file (see docs/EMBED.md)")
+	fs.StringVar(&f.basePath, "base-path", "/", "with --api-only: the path the API and kvs-viewer.js are served under (as your reverse proxy forwards them), e.g. /kvs/")
+	fs.StringVar(&f.authCallback, "auth-callback", "", "with --api-only: your app's URL that decides each request (GET with the browser's Cookie and Authorization; 200 {\"channels\": [...]}, 401 or 403)")
+	fs.StringVar(&f.tokenKeyFile, "token-key-file", "", "with --api-only: file holding the HMAC key (32+ bytes) of the short-lived tokens your app signs (Authorization: Bearer kvs1....)")
 	f.aws.register(fs)
 	f.logs.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if f.apiOnly {
+		return runServeAPI(ctx, env, &f)
+	}
+	if f.authCallback != "" || f.tokenKeyFile != "" || f.basePath != "/" {
+		return fmt.Errorf("%w: --auth-callback, --token-key-file and --base-path go with --api-only", ErrUsage)
 	}
 	if len(f.channels) == 0 {
 		return fmt.Errorf("%w: --channel NAME is required (repeat it for several cameras)", ErrUsage)
@@ -231,4 +247,99 @@ func hostPort(a net.Addr) string {
 		ip = net.IPv4(127, 0, 0, 1)
 	}
 	return net.JoinHostPort(ip.String(), fmt.Sprint(ta.Port))
+}
+
+// runServeAPI is "kvsrtc serve --api-only": the session API and the
+// <kvs-viewer> module under --base-path, for an app's own pages behind its
+// reverse proxy, with the access decision delegated to the app (an HTTP
+// callback or signed tokens).
+func runServeAPI(ctx context.Context, env *Env, f *serveFlags) error {
+	if len(f.channels) == 0 {
+		return fmt.Errorf("%w: --channel NAME is required (repeat it for every camera any user may be allowed)", ErrUsage)
+	}
+	for _, c := range f.channels {
+		if err := kvsproto.ValidateChannelName(c); err != nil {
+			return fmt.Errorf("%w: --channel: %w", ErrUsage, err)
+		}
+	}
+	if f.auth != "" || f.noAuth {
+		return fmt.Errorf("%w: --api-only has no token of its own: drop --auth/--no-auth and give --auth-callback URL or --token-key-file FILE", ErrUsage)
+	}
+	if (f.authCallback == "") == (f.tokenKeyFile == "") {
+		return fmt.Errorf("%w: --api-only needs exactly one of --auth-callback URL (your app decides each request) or --token-key-file FILE (your app signs short-lived tokens)", ErrUsage)
+	}
+	base := "/" + strings.Trim(f.basePath, "/") + "/"
+	if base == "//" {
+		base = "/"
+	}
+	if strings.ContainsAny(base, "?#\\ ") {
+		return fmt.Errorf("%w: --base-path %q: give a plain path such as /kvs/", ErrUsage, f.basePath)
+	}
+	if (f.tlsCert == "") != (f.tlsKey == "") {
+		return fmt.Errorf("%w: give --tls-cert and --tls-key together", ErrUsage)
+	}
+	var authz player.AuthorizeFunc
+	var err error
+	if f.tokenKeyFile != "" {
+		key, rerr := os.ReadFile(f.tokenKeyFile)
+		if rerr != nil {
+			return fmt.Errorf("%w: --token-key-file: %w", ErrUsage, rerr)
+		}
+		authz, err = player.TokenAuthorizer(bytes.TrimSpace(key), nil)
+	} else {
+		authz, err = player.CallbackAuthorizer(f.authCallback, nil)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	log, err := f.logs.logger(env.Stderr)
+	if err != nil {
+		return err
+	}
+	var tlsCfg *tls.Config
+	if f.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+		if err != nil {
+			return fmt.Errorf("%w: --tls-cert/--tls-key: %w (give a PEM certificate and its PEM private key)", ErrUsage, err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	ctl, hc, err := f.aws.control(ctx, env, control.Config{Logger: log})
+	if err != nil {
+		return err
+	}
+	h, err := player.NewHandler(player.HandlerConfig{
+		Control: ctl, Channels: f.channels, Authorize: authz, TrustedProxies: f.proxies,
+		ForceRelay: f.relay, LoopbackOnly: f.loopback,
+		Retry:       viewer.RetryPolicy{AnswerTimeout: f.answerTO, MaxAttempts: f.attempts},
+		SessionRate: f.sessionRate, SessionBurst: f.sessionBurst, HTTPClient: hc, Logger: log,
+	})
+	if err != nil {
+		if errors.Is(err, player.ErrInvalidConfig) {
+			return fmt.Errorf("%w: %w", ErrUsage, err)
+		}
+		return err
+	}
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", f.listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", f.listen, err)
+	}
+	scheme := "http"
+	if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
+		scheme = "https"
+	}
+	url := scheme + "://" + hostPort(ln.Addr()) + base
+	done := make(chan error, 1)
+	go func() { done <- h.Serve(ctx, ln, base) }()
+	how := "signed tokens (--token-key-file)"
+	if f.authCallback != "" {
+		how = "the callback " + f.authCallback
+	}
+	fmt.Fprintf(env.Stdout, "kvsrtc serve --api-only: channels %s at %s (module %skvs-viewer.js); access decided by %s\n",
+		strings.Join(h.Channels(), ", "), url, url, how)
+	if tlsCfg == nil && len(f.proxies) == 0 && !loopbackListen(f.listen) {
+		fmt.Fprintf(env.Stdout, "warning: plain HTTP on %s: put it behind your TLS reverse proxy (--trusted-proxy) or listen on 127.0.0.1\n", f.listen)
+	}
+	return <-done
 }

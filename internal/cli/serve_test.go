@@ -19,17 +19,25 @@ import (
 	"github.com/kvsrtc/kvsrtc/emulator"
 	"github.com/kvsrtc/kvsrtc/internal/testutil"
 	"github.com/kvsrtc/kvsrtc/kvstest"
+	"github.com/kvsrtc/kvsrtc/player"
 )
 
 func TestServeUsage(t *testing.T) {
 	// Usage errors are found before any AWS configuration is read.
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	for name, args := range map[string][]string{
-		"no channel":       {"serve", "--auth", "long-enough-token"},
-		"short auth":       {"serve", "--channel", "demo", "--auth", "short"},
-		"auth and no-auth": {"serve", "--channel", "demo", "--auth", "long-enough-token", "--no-auth"},
-		"half of tls":      {"serve", "--channel", "demo", "--tls-cert", "cert.pem"},
-		"bad channel":      {"serve", "--channel", "bad name", "--auth", "long-enough-token"},
+		"no channel":                 {"serve", "--auth", "long-enough-token"},
+		"short auth":                 {"serve", "--channel", "demo", "--auth", "short"},
+		"auth and no-auth":           {"serve", "--channel", "demo", "--auth", "long-enough-token", "--no-auth"},
+		"half of tls":                {"serve", "--channel", "demo", "--tls-cert", "cert.pem"},
+		"bad channel":                {"serve", "--channel", "bad name", "--auth", "long-enough-token"},
+		"api-only without auth":      {"serve", "--api-only", "--channel", "demo"},
+		"api-only with both":         {"serve", "--api-only", "--channel", "demo", "--auth-callback", "http://127.0.0.1:1/", "--token-key-file", "k"},
+		"api-only with --auth":       {"serve", "--api-only", "--channel", "demo", "--auth", "long-enough-token", "--auth-callback", "http://127.0.0.1:1/"},
+		"api-only bad callback":      {"serve", "--api-only", "--channel", "demo", "--auth-callback", "ftp://x"},
+		"api-only missing key":       {"serve", "--api-only", "--channel", "demo", "--token-key-file", "/nonexistent/kvs.key"},
+		"callback without api-only":  {"serve", "--channel", "demo", "--auth", "long-enough-token", "--auth-callback", "http://127.0.0.1:1/"},
+		"base path without api-only": {"serve", "--channel", "demo", "--auth", "long-enough-token", "--base-path", "/kvs/"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -292,5 +300,79 @@ func TestServeBadCertificate(t *testing.T) {
 				t.Fatalf("exit %d, stderr: %s", code, stderr.String())
 			}
 		})
+	}
+}
+
+// TestServeAPIOnly runs "kvsrtc serve --api-only" with signed tokens under
+// a base path: it serves the module and the API there and nothing else (no
+// pages, no login), mints sessions for the token's channels only, and
+// tells an expired token from a wrong one.
+func TestServeAPIOnly(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef-test")
+	keyFile := filepath.Join(t.TempDir(), "kvs.key")
+	if err := os.WriteFile(keyFile, append(key, '\n'), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := startServe(t, `kvsrtc serve --api-only: channels demo at (http://127\.0\.0\.1:\d+)/kvs/ \(module http://[^)]*/kvs/kvs-viewer\.js\); access decided by signed tokens`,
+		"--api-only", "--listen", "127.0.0.1:0", "--channel", "demo", "--base-path", "/kvs", "--token-key-file", keyFile)
+	base := r.match[1]
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	do := func(method, path, body, bearer string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), method, base+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	sign := func(channels []string, exp time.Time) string {
+		tok, err := player.SignToken(key, player.TokenClaims{Subject: "t", Channels: channels, Expires: exp.Unix()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	good := sign([]string{"demo"}, time.Now().Add(time.Minute))
+	for _, c := range []struct {
+		method, path, body, bearer string
+		want                       int
+		has                        string
+	}{
+		{"GET", "/healthz", "", "", http.StatusOK, "ok"},
+		{"GET", "/kvs/kvs-viewer.js", "", "", http.StatusOK, "customElements"},
+		{"GET", "/kvs/kvs-viewer.d.ts", "", "", http.StatusOK, "KvsViewerElement"},
+		{"GET", "/", "", good, http.StatusNotFound, ""},
+		{"GET", "/login", "", "", http.StatusNotFound, ""},
+		{"POST", "/kvs/session", `{"channel":"demo"}`, "", http.StatusUnauthorized, `"unauthorized"`},
+		{"POST", "/kvs/session", `{"channel":"demo"}`, sign([]string{"demo"}, time.Now().Add(-time.Hour)), http.StatusUnauthorized, "Your session expired"},
+		{"POST", "/kvs/session", `{"channel":"demo"}`, sign([]string{"other"}, time.Now().Add(time.Minute)), http.StatusForbidden, `"channel-not-allowed"`},
+		{"POST", "/kvs/session", `{"channel":"demo"}`, good, http.StatusOK, `"signalingUrl":"ws://`},
+		{"GET", "/kvs/channels", "", good, http.StatusOK, `{"channels":["demo"]}`},
+	} {
+		code, body := do(c.method, c.path, c.body, c.bearer)
+		if code != c.want || !strings.Contains(body, c.has) {
+			t.Errorf("%s %s: %d %.200s, want %d with %q", c.method, c.path, code, body, c.want, c.has)
+		}
+		if strings.Contains(body, r.srv.Credentials().SecretAccessKey) {
+			t.Errorf("%s %s: the answer holds the secret key", c.method, c.path)
+		}
+	}
+	r.stop()
+	if strings.Contains(r.stderr.String(), r.srv.Credentials().SecretAccessKey) {
+		t.Fatal("the log contains the secret key")
 	}
 }

@@ -1,4 +1,5 @@
-// kvsrtc web player: the client of the server's JSON API.
+// kvsrtc web player: the client of the server's JSON API (the built-in
+// pages' /api/, or a Handler mounted by another app).
 
 /** An API refusal: the server's diagnosis, the HTTP status, Retry-After. */
 class ApiError extends Error {
@@ -16,46 +17,55 @@ class ApiError extends Error {
   }
 }
 
-async function post(path, body) {
-  let r;
-  try {
-    r = await fetch(path, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify(body),
-      credentials: 'same-origin',
-      cache: 'no-store',
-    });
-  } catch {
-    throw new ApiError(0, null, 0);
-  }
-  let j = null;
-  if (r.status !== 204) {
+/**
+ * A client of the API at base (a path or URL ending in "/"). token, when
+ * given, is a function returning (a promise of) a bearer token for each
+ * request ('' for none): the app's own short-lived credential.
+ */
+function apiClient(base, token) {
+  const post = async (path, body) => {
+    const headers = { 'Content-Type': 'application/json' };
+    let r;
     try {
-      j = await r.json();
+      const t = token ? await token() : '';
+      if (t) headers.Authorization = 'Bearer ' + t;
+      r = await fetch(base + path, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify(body),
+        credentials: 'same-origin',
+        cache: 'no-store',
+      });
     } catch {
-      j = null;
+      throw new ApiError(0, null, 0);
     }
-  }
-  if (!r.ok) {
-    const ra = Number(r.headers.get('Retry-After')) * 1000 || 0;
-    throw new ApiError(r.status, j && j.error, ra);
-  }
-  return j;
+    let j = null;
+    if (r.status !== 204) {
+      try {
+        j = await r.json();
+      } catch {
+        j = null;
+      }
+    }
+    if (!r.ok) {
+      const ra = Number(r.headers.get('Retry-After')) * 1000 || 0;
+      throw new ApiError(r.status, j && j.error, ra);
+    }
+    return j;
+  };
+  return {
+    /** A fresh session (new client id, presigned URL, ICE servers), or a
+     * renewed signaling URL for clientId when renew is given. */
+    session(channel, renew) {
+      return post('session', renew ? { channel, renew } : { channel });
+    },
+    /** The server's diagnosis of a failure the page gives up on. */
+    diagnose(report) {
+      return post('diagnose', report);
+    },
+    /** Best-effort metrics report; never throws. */
+    report(report) {
+      post('report', report).catch(() => {});
+    },
+  };
 }
-
-const api = {
-  /** A fresh session (new client id, presigned URL, ICE servers), or a
-   * renewed signaling URL for clientId when renew is given. */
-  session(channel, renew) {
-    return post('/api/session', renew ? { channel, renew } : { channel });
-  },
-  /** The server's diagnosis of a failure the page gives up on. */
-  diagnose(report) {
-    return post('/api/diagnose', report);
-  },
-  /** Best-effort metrics report; never throws. */
-  report(report) {
-    post('/api/report', report).catch(() => {});
-  },
-};

@@ -5,6 +5,7 @@ const config = JSON.parse(document.getElementById('kvsrtc-config').textContent);
 const params = new URLSearchParams(location.search);
 const app = document.getElementById('app');
 const players = [];
+const pageApi = apiClient('/api/');
 window.kvsrtc = { config, players, snapshot: () => players.map((p) => p.snapshot()) };
 
 function channelList() {
@@ -32,7 +33,7 @@ function play(channels, cls) {
   box.className = cls;
   app.append(box);
   for (const c of channels) {
-    const p = new Player(view(box, c), c, config.policy, config.loopbackOnly);
+    const p = new Player(view(box, c), c, config.policy, config.loopbackOnly, { api: pageApi });
     players.push(p);
     if (params.get('stats') === '1') p.toggleStats(true);
     // The clock for the time to first frame starts at navigation.

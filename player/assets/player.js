@@ -46,8 +46,18 @@ class Player {
    * @param {string} channel channel name
    * @param {object} policy retry policy from the page configuration
    */
-  constructor(el, channel, policy, loopbackOnly) {
+  constructor(el, channel, policy, loopbackOnly, opts) {
+    const o = opts || {};
     this.el = el;
+    // The API client (the built-in pages: /api/), whether to adopt the
+    // bootstrap's early connection, event hooks (state, firstFrame, failed,
+    // stats), whether stats are gathered without the overlay, and whether
+    // sound stays off.
+    this.api = o.api;
+    this.early = o.early !== false;
+    this.on = o.on || {};
+    this.statsEvents = !!o.statsEvents;
+    this.noSound = !!o.noSound;
     this.channel = channel;
     this.policy = policy;
     this.loopbackOnly = !!loopbackOnly;
@@ -105,6 +115,7 @@ class Player {
     this.statusEl.hidden = text === '';
     if (state !== 'failed') this.failureEl.hidden = true;
     this.log('state', info ? `${state} ${info}` : state);
+    if (this.on.state) this.on.state(state, info || '');
   }
 
   /** Starts (or restarts) the tile; startedAt is when the clock for the
@@ -124,6 +135,14 @@ class Player {
     for (const o of this.open) o.a.close();
     this.open = [];
     this.cur = null;
+  }
+
+  /** Stops the tile for good: its connections and its stats timer. */
+  dispose() {
+    this.stop();
+    this.statsEvents = false;
+    this.statsEl.hidden = true;
+    this.syncStatsTimer();
   }
 
   backoff(n) {
@@ -235,7 +254,7 @@ class Player {
       if (res.played) {
         // It played, then broke: start over with a fresh budget.
         this.recoveries++;
-        api.report({ channel: this.channel, clientId: res.clientId || '', event: 'reconnect', cause: res.cause });
+        this.api.report({ channel: this.channel, clientId: res.clientId || '', event: 'reconnect', cause: res.cause });
         closeOthers(null);
         clearTimeout(startTimer);
         startTimer = null;
@@ -246,7 +265,7 @@ class Player {
         schedule();
         continue;
       }
-      api.report({ channel: this.channel, clientId: res.clientId || '', event: 'attempt-failed', cause: res.cause });
+      this.api.report({ channel: this.channel, clientId: res.clientId || '', event: 'attempt-failed', cause: res.cause });
       if (full) {
         // The channel refused a newer attempt as full; this one was the
         // last chance. Its refusal says more than this one's timeout.
@@ -277,7 +296,7 @@ class Player {
     let d = last && last.diagnosis;
     if (!d) {
       try {
-        d = await api.diagnose({
+        d = await this.api.diagnose({
           channel: this.channel,
           clientId: (last && last.clientId) || '',
           cause: (last && last.cause) || '',
@@ -306,6 +325,7 @@ class Player {
     this.failureEl.querySelector('.failure-cause').textContent = `cause: ${d.cause}`;
     this.failureEl.hidden = false;
     this.setState('failed', d.cause);
+    if (this.on.failed) this.on.failed(d);
   }
 
   /** Called by the attempt when the first frame is shown. */
@@ -313,7 +333,8 @@ class Player {
     this.show();
     if (this.ttffMs === null) {
       this.ttffMs = ms;
-      api.report({ channel: this.channel, clientId: this.cur ? this.cur.clientId : '', event: 'first-frame', ms });
+      this.api.report({ channel: this.channel, clientId: this.cur ? this.cur.clientId : '', event: 'first-frame', ms });
+      if (this.on.firstFrame) this.on.firstFrame(ms);
     }
     this.setState('playing');
   }
@@ -321,10 +342,17 @@ class Player {
   toggleStats(show) {
     const on = show === undefined ? this.statsEl.hidden : show;
     this.statsEl.hidden = !on;
-    if (on && !this.statsTimer) {
+    this.syncStatsTimer();
+  }
+
+  /** Runs the stats timer while the overlay shows or stats events are
+   * wanted. */
+  syncStatsTimer() {
+    const want = !this.statsEl.hidden || this.statsEvents;
+    if (want && !this.statsTimer) {
       this.statsTimer = setInterval(() => this.updateStats(), 1000);
       this.updateStats();
-    } else if (!on && this.statsTimer) {
+    } else if (!want && this.statsTimer) {
       clearInterval(this.statsTimer);
       this.statsTimer = null;
     }
@@ -366,6 +394,7 @@ class Player {
       }
     }
     this.stats = s;
+    if (this.on.stats) this.on.stats(s);
     const lines = [
       `resolution ${s.resolution}`,
       `fps        ${s.fps || '-'}`,
@@ -513,14 +542,14 @@ class Attempt {
   }
 
   async start() {
-    const early = takeEarly(this.p.channel);
+    const early = this.p.early ? takeEarly(this.p.channel) : null;
     if (early) {
       this.adopt(early);
       return;
     }
     let sess;
     try {
-      sess = await api.session(this.p.channel);
+      sess = await this.p.api.session(this.p.channel);
     } catch (e) {
       const err = e instanceof ApiError ? e : new ApiError(0, null, 0);
       const d = err.diagnosis;
@@ -767,7 +796,7 @@ class Attempt {
     }
     this.stream.addTrack(ev.track);
     if (ev.track.kind === 'audio') {
-      if (this.p.video.muted) this.p.unmuteEl.hidden = false;
+      if (this.p.video.muted && !this.p.noSound) this.p.unmuteEl.hidden = false;
       return;
     }
     this.p.video.play().catch(() => {});
@@ -881,7 +910,7 @@ class Attempt {
     if (this.closed || this.restarting) return;
     this.restarting = true;
     this.p.setState('restarting', why);
-    api.report({ channel: this.p.channel, clientId: this.clientId, event: 'reconnect', cause: why });
+    this.p.api.report({ channel: this.p.channel, clientId: this.clientId, event: 'reconnect', cause: why });
     this.restartTimer = this.timer(this.policy.answerTimeoutMs + 5000, () => this.finish(why, 'ice-restart'));
     if (!this.sig || !this.sig.open) {
       const ok = await this.renewSignaling(why);
@@ -905,7 +934,7 @@ class Attempt {
     try {
       for (let i = 0; i < 3 && !this.closed; i++) {
         try {
-          const sess = await api.session(this.p.channel, this.clientId);
+          const sess = await this.p.api.session(this.p.channel, this.clientId);
           if (this.closed) return false;
           this.session = sess;
           const opened = new Promise((resolve) => {
@@ -939,18 +968,25 @@ class Attempt {
   }
 }
 
-/** Builds a tile for a channel inside parent and returns its element. */
+/** Builds a tile for a channel inside parent and returns its element. Its
+ * parts carry CSS part names (tile, video, status, failure, failure-title,
+ * failure-message, failure-advice, failure-cause, retry, stats, bar,
+ * label, unmute, stats-toggle) for pages that theme a <kvs-viewer>. */
 function view(parent, channel) {
-  const el = document.createElement('div');
+  const part = (e, name) => {
+    e.setAttribute('part', name);
+    return e;
+  };
+  const el = part(document.createElement('div'), 'tile');
   el.className = 'player';
   el.dataset.channel = channel;
-  const video = document.createElement('video');
+  const video = part(document.createElement('video'), 'video');
   video.autoplay = true;
   video.muted = true;
   video.playsInline = true;
   el.append(video);
 
-  const status = document.createElement('div');
+  const status = part(document.createElement('div'), 'status');
   status.className = 'status';
   status.setAttribute('role', 'status');
   const spin = document.createElement('span');
@@ -960,39 +996,39 @@ function view(parent, channel) {
   status.append(spin, text);
   el.append(status);
 
-  const failure = document.createElement('div');
+  const failure = part(document.createElement('div'), 'failure');
   failure.className = 'failure';
   failure.setAttribute('role', 'alert');
   failure.hidden = true;
   for (const [tag, cls] of [['h2', 'failure-title'], ['p', 'failure-message'], ['p', 'failure-advice'], ['p', 'failure-cause']]) {
-    const e = document.createElement(tag);
+    const e = part(document.createElement(tag), cls);
     e.className = cls;
     failure.append(e);
   }
-  const retry = document.createElement('button');
+  const retry = part(document.createElement('button'), 'retry');
   retry.className = 'retry';
   retry.type = 'button';
   retry.textContent = 'Retry';
   failure.append(retry);
   el.append(failure);
 
-  const stats = document.createElement('div');
+  const stats = part(document.createElement('div'), 'stats');
   stats.className = 'stats';
   stats.hidden = true;
   stats.append(document.createElement('pre'));
   el.append(stats);
 
-  const bar = document.createElement('div');
+  const bar = part(document.createElement('div'), 'bar');
   bar.className = 'bar';
-  const label = document.createElement('span');
+  const label = part(document.createElement('span'), 'label');
   label.className = 'label';
   label.textContent = channel;
-  const unmute = document.createElement('button');
+  const unmute = part(document.createElement('button'), 'unmute');
   unmute.className = 'unmute';
   unmute.type = 'button';
   unmute.textContent = 'Sound on';
   unmute.hidden = true;
-  const st = document.createElement('button');
+  const st = part(document.createElement('button'), 'stats-toggle');
   st.className = 'stats-toggle';
   st.type = 'button';
   st.textContent = 'Stats';
