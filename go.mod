@@ -3,6 +3,7 @@ module github.com/kvsrtc/kvsrtc
 go 1.26.8
 
 require (
+	github.com/Eyevinn/mp4ff v0.56.0
 	github.com/at-wat/ebml-go v0.19.4
 	github.com/aws/aws-sdk-go-v2 v1.48.0
 	github.com/aws/aws-sdk-go-v2/config v1.33.16
@@ -28,7 +29,6 @@ require (
 )
 
 require (
-	github.com/Eyevinn/mp4ff v0.56.0 // indirect
 	github.com/aws/aws-sdk-go-v2/feature/ec2/imds v1.20.8 // indirect
 	github.com/aws/aws-sdk-go-v2/internal/configsources v1.5.11 // indirect
 	github.com/aws/aws-sdk-go-v2/internal/endpoints/v2 v2.8.11 // indirect

@@ -5,8 +5,14 @@
 //
 //   - A [Source] produces timed samples, paced in real time: the embedded
 //     test pattern and tone ([NewTestSource]), files ([OpenFile]: H.264
-//     Annex-B, VP8 in IVF, Opus in Ogg; looped by default) and live H.264
-//     Annex-B streams such as stdin ([NewH264Stream]).
+//     Annex-B, VP8 in IVF, Opus in Ogg, the H.264 track of an MP4; looped
+//     by default), MP4 files with their H.264 and Opus tracks and their own
+//     timing ([OpenMP4], with Eyevinn/mp4ff), RTSP cameras through a
+//     supervised ffmpeg that copies the video and restarts with backoff
+//     ([OpenRTSP]) and live H.264 Annex-B streams such as stdin
+//     ([NewH264Stream]). A camera that changes resolution (a new SPS)
+//     keeps playing: parameter sets travel in band, and a recording
+//     decodes through the change.
 //   - A [Broadcaster] fans one Source out to many viewer tracks. It keeps the
 //     current GOP so a viewer that joins late starts on a keyframe (the GOP
 //     is sent at once, with the source's frame spacing in its RTP

@@ -301,7 +301,7 @@ func unsupported(path string, head []byte) *FormatError {
 	}
 	convert := fmt.Sprintf("convert with: ffmpeg -i %s -c:v libx264 -profile:v baseline -bsf:v h264_mp4toannexb -f h264 out.h264", in)
 	e := &FormatError{Path: path, Err: ErrUnsupportedFormat, Hint: convert,
-		Detail: "expected H.264 Annex-B (.h264), VP8 in IVF (.ivf) or Opus in Ogg (.ogg/.opus)"}
+		Detail: "expected H.264 Annex-B (.h264), VP8 in IVF (.ivf), Opus in Ogg (.ogg/.opus) or MP4 (.mp4 with H.264)"}
 	switch {
 	case len(head) >= 8 && string(head[4:8]) == "ftyp":
 		e.Format = "MP4/QuickTime"
@@ -323,15 +323,27 @@ func unsupported(path string, head []byte) *FormatError {
 }
 
 // OpenFile opens a media file as a [Source]: H.264 Annex-B (.h264, .264),
-// VP8 in IVF (.ivf) or Opus in Ogg (.ogg, .opus). The format is detected
+// VP8 in IVF (.ivf), Opus in Ogg (.ogg, .opus) or the H.264 track of an
+// MP4 (use [OpenMP4] to get its Opus track too). The format is detected
 // from the content (the extension only breaks ties and improves error
-// messages). Anything else, such as an MP4, fails with a *FormatError that
-// wraps ErrUnsupportedFormat and says how to convert it with ffmpeg. Files
-// loop unless cfg.Once is set.
+// messages). Anything else fails with a *FormatError that wraps
+// ErrUnsupportedFormat and says how to convert it with ffmpeg. Files loop
+// unless cfg.Once is set.
 func OpenFile(path string, cfg SourceConfig) (Source, error) {
 	frameDur, err := cfg.frameDuration()
 	if err != nil {
 		return nil, err
+	}
+	if IsMP4File(path) {
+		tracks, err := OpenMP4(path, cfg)
+		if err != nil {
+			return nil, err
+		}
+		if tracks.Audio != nil {
+			tracks.Audio.Close()
+			cfg.logger().Info("media: the MP4's audio track is not sent by OpenFile; use OpenMP4", "file", path)
+		}
+		return tracks.Video, nil
 	}
 	f, err := os.Open(path)
 	if err != nil {

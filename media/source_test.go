@@ -271,7 +271,7 @@ func TestOpenFileUnsupported(t *testing.T) {
 	mp4 := filepath.Join(dir, "in.mp4")
 	vorbis := filepath.Join(dir, "in.ogg")
 	for _, args := range [][]string{
-		{"-f", "h264", "-i", h264, "-frames:v", "30", "-c", "copy", mp4},
+		{"-f", "lavfi", "-i", "sine=duration=0.2", "-c:a", "aac", mp4},
 		{"-f", "lavfi", "-i", "sine=duration=0.2", "-c:a", "libvorbis", vorbis},
 	} {
 		cmd := exec.Command(ffmpeg, append([]string{"-v", "error", "-y"}, args...)...)
@@ -288,7 +288,7 @@ func TestOpenFileUnsupported(t *testing.T) {
 		format     string
 		hint       string
 	}{
-		{"mp4", mp4, ErrUnsupportedFormat, "MP4/QuickTime", "-bsf:v h264_mp4toannexb -f h264 out.h264"},
+		{"mp4 without video", mp4, ErrNoVideoTrack, "MP4", "-c:v libx264"},
 		{"vorbis", vorbis, ErrUnsupportedFormat, "Ogg/Vorbis", "libopus"},
 		{"vp9 ivf", writeTemp(t, "vp9.ivf", vp9), ErrUnsupportedFormat, "IVF/VP90", "libvpx"},
 		{"text", writeTemp(t, "notes.txt", []byte("hello, world")), ErrUnsupportedFormat, "", "ffmpeg"},
