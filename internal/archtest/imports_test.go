@@ -28,6 +28,8 @@ var allowed = map[string][]string{
 	"emulator/...":      {"kvsproto", "sigv4", "emulator/..."},
 	"player/...":        {"kvsproto", "sigv4", "control", "signaling", "cause", "retry", "player/...", "internal/buildinfo"},
 	"doctor":            {"kvsproto", "sigv4", "control", "signaling", "rtc", "media/...", "cause", "retry"},
+	"relay":             {"kvsproto", "control", "rtc", "media/...", "cause", "viewer"}, // one upstream viewer per channel, fanned out; no HTTP
+	"whep":              {"relay", "rtc", "media/..."},                                  // WHEP (RFC 9725) handler and client over relay
 	"internal/cli":      {"*"},
 	"internal/archtest": {},
 	"internal/testutil": {}, // helpers for test files; stdlib only

@@ -8,8 +8,9 @@
 // flow plays "kvsrtc master", and "kvsrtc view" plays the official master
 // flow (the kvsrtc binary is built once for these); the <kvs-viewer>
 // element under a strict Content-Security-Policy and both embedding examples
-// (examples/embed-go, examples/embed-static), run as docs/EMBED.md says. It
-// has no code outside its tests.
+// (examples/embed-go, examples/embed-static), run as docs/EMBED.md says; and
+// an independent WHEP player (@eyevinn/webrtc-player) playing a camera
+// through package whep. It has no code outside its tests.
 //
 // All traffic stays on loopback: the emulator, the player, the masters and
 // the test pages listen on 127.0.0.1, the pion peers gather loopback
