@@ -98,6 +98,26 @@ type Config struct {
 	// PongTimeout is how long a keepalive ping may go unanswered. 0: 5 s.
 	PongTimeout time.Duration
 
+	// Talkback, if set, accepts the audio viewers send (talk-back, as a
+	// doorbell's viewer does): it is called when a viewer's audio track
+	// arrives, from that track's reader goroutine, and returns where its
+	// Opus RTP packets go (RecordTalkback, PipeTalkback, or your own);
+	// the sink is closed when the viewer stops sending, leaves, or Run
+	// ends. An error drops that viewer's audio. Nil: talk-back is declined
+	// in the answer (the audio section does not receive), so a viewer
+	// knows it at once.
+	Talkback func(clientID string) (TalkbackSink, error)
+	// OnMessage, if set, accepts the data channels viewers open and is
+	// called for every message on them (up to MaxMessageSize), on that
+	// channel's reader goroutine: while it blocks, that viewer's channel
+	// is held (back-pressure). Reply with Master.Send.
+	OnMessage func(Message)
+	// EchoData accepts data channels and sends every message back on the
+	// channel it came from (kvsrtc master --data echo). Without it and
+	// without OnMessage, a viewer's data channel is closed as soon as it
+	// opens (declined).
+	EchoData bool
+
 	// Logger receives the master's log. pion's messages go there too:
 	// all of them when it is enabled for debug, else only pion's errors.
 	// Nil: discard.

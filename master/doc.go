@@ -35,6 +35,15 @@
 //     jitter. On RECONNECT_ICE_SERVER the ICE servers are fetched again for
 //     future viewers; connected viewers keep their path.
 //
+// Two-way, per viewer: with Config.Talkback the audio a viewer sends
+// (talk-back) goes to a TalkbackSink of its own (RecordTalkback: an Ogg/Opus
+// file per viewer; PipeTalkback: a command, one viewer at a time), and
+// EventTalkStarted/EventTalkStopped say who is talking. With
+// Config.OnMessage or EchoData, the data channels viewers open are
+// accepted; Master.Send replies. Without them the answer declines talk-back
+// (the audio section does not receive) and data channels (rejected), so a
+// viewer knows at once. The master never asks for a viewer's video.
+//
 // For example:
 //
 //	ctl, err := control.New(ctx, control.Config{Region: "us-west-2"})

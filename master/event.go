@@ -133,6 +133,15 @@ const (
 	// EventStatus: the service reported a failed message; Err is a
 	// *StatusError.
 	EventStatus EventKind = "status"
+	// EventTalkStarted: a viewer's talk-back audio started arriving
+	// (Config.Talkback): ClientID is who is talking.
+	EventTalkStarted EventKind = "talk-started"
+	// EventTalkStopped: a viewer's talk-back audio paused for 2 s, its
+	// track ended or the viewer left.
+	EventTalkStopped EventKind = "talk-stopped"
+	// EventDataChannelOpened: a viewer's data channel is open (Reason is
+	// its label); Master.Send reaches the viewer from now on.
+	EventDataChannelOpened EventKind = "data-channel-opened"
 )
 
 // String returns the kind's name.
@@ -149,7 +158,8 @@ type Event struct {
 	ClientID string
 	// ChannelARN is the channel's ARN.
 	ChannelARN string
-	// Reason is a short machine-friendly reason (EventSignalingRenewed).
+	// Reason is a short machine-friendly reason (EventSignalingRenewed),
+	// or the data channel's label (EventDataChannelOpened).
 	Reason string
 	// Err says why, for failures and departures (nil otherwise).
 	Err error

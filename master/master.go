@@ -211,7 +211,7 @@ func (r *run) run(parent context.Context) (err error) {
 		LoopbackOnly: r.cfg.LoopbackOnly,
 		Logger:       pionLogger(r.log),
 		VideoCodecs:  []string{r.codec.String()},
-		Audio:        r.cfg.Audio != nil,
+		Audio:        r.cfg.Audio != nil || r.cfg.Talkback != nil,
 		ICEPortMin:   r.cfg.ICEPortMin,
 		ICEPortMax:   r.cfg.ICEPortMax,
 		TURNRootCAs:  rtc.RootCAs(r.cfg.HTTPClient),
@@ -323,6 +323,16 @@ func (r *run) onPeer(ctx context.Context, pe peerEvent) {
 	if r.peers[p.id] != p {
 		return // a replaced or removed peer
 	}
+	if pe.tw != nil {
+		switch pe.tw.kind {
+		case EventTalkStarted:
+			p.talking = true
+		case EventTalkStopped:
+			p.talking = false
+		}
+		r.onTwoWayNote(p, pe.tw)
+		return
+	}
 	if pe.cand != nil {
 		r.send(ctx, outMsg{action: kvsproto.ActionICECandidate, cand: toKVS(*pe.cand), to: p.id, p: p})
 		return
@@ -383,6 +393,10 @@ func (r *run) removePeer(p *peer, why error) {
 		r.m.mu.Unlock()
 	}
 	r.closePeer(p)
+	if p.talking {
+		p.talking = false
+		r.onTwoWayNote(p, &twoWayNote{kind: EventTalkStopped})
+	}
 	if p.joined {
 		lvl := slog.LevelInfo
 		if errors.Is(why, ErrPeerFailed) || errors.Is(why, ErrDisconnected) {
@@ -626,6 +640,9 @@ func (r *run) restartPeer(ctx context.Context, p *peer, offer *kvsproto.SessionD
 	}
 	if err == nil {
 		answer.SDP, err = rtc.WithTrickle(answer.SDP) // what is sent; see newPeer
+	}
+	if err == nil {
+		answer.SDP, err = r.receiveOnly(answer.SDP)
 	}
 	if err != nil {
 		r.log.Warn("cannot answer the viewer's ICE restart; replacing its peer", "viewer", p.id, "err", err)

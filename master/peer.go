@@ -35,6 +35,8 @@ type peer struct {
 	bytes   atomic.Uint64
 	samples atomic.Uint64
 
+	tw twoWay // talk-back and data channels (twoway.go)
+
 	// Written by the loop under Master.mu, read by Viewers.
 	state       ViewerState
 	since       time.Time
@@ -48,6 +50,7 @@ type peer struct {
 	disconnectedAt time.Time // zero unless disconnected
 	restartedAt    time.Time // the last ICE restart, until ICE is connected again
 	deadline       time.Time // connect deadline while not joined
+	talking        bool      // EventTalkStarted without EventTalkStopped
 }
 
 // downSince is when the peer's connection went down: disconnected or
@@ -90,6 +93,7 @@ type peerEvent struct {
 	p     *peer
 	cand  *webrtc.ICECandidateInit // a local candidate to send
 	state bool                     // the connection state changed
+	tw    *twoWayNote              // talk-back or data channel news
 }
 
 // forward hands ev to the loop unless the peer is closing.
@@ -156,6 +160,7 @@ func (r *run) newPeer(ctx context.Context, id string, offer *kvsproto.SessionDes
 	pc.OnConnectionStateChange(func(webrtc.PeerConnectionState) {
 		p.forward(r.peerEvents, peerEvent{p: p, state: true})
 	})
+	r.onTwoWay(p)
 	fail := func(stage string, err error) (*peer, string, error) {
 		r.closePeer(p)
 		return nil, "", fmt.Errorf("%s: %w", stage, err)
@@ -216,6 +221,9 @@ func (r *run) newPeer(ctx context.Context, id string, offer *kvsproto.SessionDes
 	// checks as an unknown, peer-reflexive address, which pion-based
 	// viewers (go2rtc) hold back for 1 s before using.
 	sent, err := rtc.WithTrickle(withGatheredCandidates(pc, answer.SDP, hostGatherWait))
+	if err == nil {
+		sent, err = r.receiveOnly(sent)
+	}
 	if err != nil {
 		return fail("creating the answer", err)
 	}
@@ -290,6 +298,7 @@ func (r *run) closePeer(p *peer) {
 	default:
 	}
 	close(p.closing)
+	p.closeTwoWay()
 	if sub := p.vsub.Load(); sub != nil {
 		sub.Unsubscribe()
 	}
@@ -303,5 +312,6 @@ func (r *run) closePeer(p *peer) {
 			r.log.Debug("closing a peer connection", "viewer", p.id, "err", err)
 		}
 		p.rtcpWG.Wait()
+		p.tw.wg.Wait() // talk-back finalised
 	}()
 }

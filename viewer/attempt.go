@@ -97,6 +97,8 @@ type attemptRun struct {
 	claimed   bool
 
 	remoteCands int // ICE candidates from the master: in its answer and trickled
+
+	tw attemptTwoWay // talk-back and data channel (twoway.go)
 }
 
 // noCandidatesHint explains a connection that never came up when the master
@@ -261,10 +263,13 @@ func (a *attemptRun) run(ctx context.Context) (res attemptResult) {
 	if _, err := a.pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, recv); err != nil {
 		return a.fail("webrtc", err)
 	}
-	if s.cfg.Audio {
+	if s.cfg.Audio && s.cfg.Talk == nil {
 		if _, err := a.pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, recv); err != nil {
 			return a.fail("webrtc", err)
 		}
+	}
+	if err := a.setupTwoWay(); err != nil {
+		return a.fail("webrtc", err)
 	}
 	actx := a.actx
 	a.pc.OnICECandidate(func(c *webrtc.ICECandidate) {
@@ -516,6 +521,9 @@ func (a *attemptRun) loop(ctx context.Context) attemptResult {
 
 		case tr := <-a.tracks:
 			a.startReceiver(tr)
+
+		case n := <-a.tw.notes:
+			a.onTwoWayNote(n)
 
 		case t := <-a.firstKey:
 			if !a.streaming {
@@ -778,6 +786,7 @@ func (a *attemptRun) handle(ctx context.Context, ev signaling.Event, answerT, me
 			// the DTLS session cannot carry over, so start afresh.
 			return a.fail("ice", fmt.Errorf("%w: the master answered the ICE restart with a new session", errICEFailed)), true
 		}
+		a.beforeAnswer(ev.SDP.SDP)
 		if err := a.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ev.SDP.SDP}); err != nil {
 			return a.fail("answer", fmt.Errorf("%w: %w", errBadAnswer, err)), true
 		}
@@ -797,6 +806,7 @@ func (a *attemptRun) handle(ctx context.Context, ev signaling.Event, answerT, me
 			mediaT.set(s.cfg.Retry.MediaTimeout)
 			s.emit(Event{State: StateConnected, Attempt: a.n, ClientID: a.clientID, Detail: "answer received; connecting ICE"})
 		}
+		a.checkTwoWayAnswer(ev.SDP.SDP)
 
 	case kvsproto.MessageICECandidate:
 		if ev.Candidate == nil {
@@ -923,6 +933,7 @@ func (a *attemptRun) startReceiver(tr trackArrival) {
 // loop), signaling, transceivers, peer connection, and every goroutine.
 func (a *attemptRun) teardown() {
 	a.abort()
+	a.teardownTwoWay()
 	if a.sig != nil {
 		_ = a.sig.Close()
 	}

@@ -39,6 +39,20 @@
 //	if err != nil { ... }
 //	err = s.Run(ctx) // *viewer.SessionError on failure
 //
+// Two-way: with Config.Talk (an Opus source: a file, the test tone, stdin)
+// the offer's audio section also sends, and with Config.Data it opens a
+// data channel ("kvsDataChannel"), both in the same offer, in every attempt,
+// so they come back by themselves after a reconnect. Session.Send waits for
+// the open channel and for its buffer to drain (back-pressure);
+// Session.Receive returns what the master sends. A master that declines
+// either says so in its answer: Event.Declined carries ErrTalkbackDeclined
+// or ErrDataChannelDeclined (Send returns the latter), and video goes on.
+//
+//	s, _ := viewer.New(viewer.Config{Channel: "front-door", Control: ctl, Talk: tone, Data: true})
+//	go s.Run(ctx)
+//	err := s.SendText(ctx, `{"pan": -10}`)
+//	msg, err := s.Receive(ctx)
+//
 // States are reported through Config.OnEvent: connecting, awaiting-answer
 // (attempt n), connected, streaming, reconnecting (cause), failed
 // (diagnosis), stopped.

@@ -46,6 +46,10 @@ type Event struct {
 	// TimeToFirstFrame is set on StateStreaming: from Run's start to the
 	// first complete keyframe.
 	TimeToFirstFrame time.Duration
+	// Declined is set when the master declined talk-back
+	// (ErrTalkbackDeclined) or the data channel (ErrDataChannelDeclined);
+	// the state does not change and video goes on.
+	Declined error
 }
 
 // Cause names why a viewer did not get (or lost) its answer or media: see

@@ -59,6 +59,20 @@ type Config struct {
 	// LoopbackOnly gathers only loopback ICE candidates (tests, demo).
 	LoopbackOnly bool
 
+	// Talk is an Opus source sent to the master as talk-back audio
+	// (media.OpenFile of an Ogg/Opus file, media.NewTestSource(rtc.CodecOpus,
+	// ...) for a tone, media.NewOpusStream for stdin). The offer's audio
+	// section then sends (send-receive with Audio), in the same offer. A
+	// master that does not take it is reported in Event.Declined
+	// (ErrTalkbackDeclined); video is not affected. Run reads it for the
+	// session's lifetime and closes it; if Run is never called, the caller
+	// closes it.
+	Talk media.Source
+	// Data opens a data channel ("kvsDataChannel", as the official
+	// samples do) in the same offer, in every attempt: use Session.Send
+	// and Session.Receive.
+	Data bool
+
 	// Sinks receive every video (and audio) frame. They are shared by all
 	// attempts of the session, so a recording spans reconnects.
 	Sinks []media.Sink
@@ -124,6 +138,12 @@ type Summary struct {
 	ChannelARN       string        `json:"channelArn,omitempty"`
 	Cause            Cause         `json:"cause,omitempty"`
 	Error            string        `json:"error,omitempty"`
+
+	// TalkPackets counts the talk-back (Opus) packets sent.
+	TalkPackets int64 `json:"talkPackets,omitempty"`
+	// MessagesSent and MessagesReceived count data channel messages.
+	MessagesSent     int64 `json:"messagesSent,omitempty"`
+	MessagesReceived int64 `json:"messagesReceived,omitempty"`
 }
 
 // Session is one viewer's connection to a channel, across attempts.
@@ -135,6 +155,7 @@ type Session struct {
 	ice   *control.ICECache
 	video *media.Stats
 	audio *media.Stats
+	tw    *twoWay
 
 	mu      sync.Mutex
 	summary Summary
@@ -178,6 +199,9 @@ func New(cfg Config) (*Session, error) {
 	if cfg.SignalingRenewAfter == 0 {
 		cfg.SignalingRenewAfter = DefaultSignalingRenewAfter
 	}
+	if err := media.CheckTalkback(cfg.Talk, "Config.Talk"); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
 	if cfg.Duration < 0 || cfg.StallTimeout < 0 || cfg.ICERestartTimeout < 0 || cfg.DisconnectedGrace < 0 || cfg.PongTimeout < 0 {
 		return nil, fmt.Errorf("%w: durations must not be negative", ErrInvalidConfig)
 	}
@@ -193,7 +217,7 @@ func New(cfg Config) (*Session, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	api, err := rtc.NewAPI(rtc.Config{LoopbackOnly: cfg.LoopbackOnly, Logger: log, VideoCodecs: cfg.VideoCodecs, Audio: cfg.Audio, TURNRootCAs: rtc.RootCAs(cfg.HTTPClient), Net: cfg.iceNet})
+	api, err := rtc.NewAPI(rtc.Config{LoopbackOnly: cfg.LoopbackOnly, Logger: log, VideoCodecs: cfg.VideoCodecs, Audio: cfg.Audio || cfg.Talk != nil, TURNRootCAs: rtc.RootCAs(cfg.HTTPClient), Net: cfg.iceNet})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
@@ -203,7 +227,7 @@ func New(cfg Config) (*Session, error) {
 	}
 	return &Session{
 		cfg: cfg, log: log.With("component", "viewer"), api: api, ids: ids, ice: ice,
-		video: media.NewStats(0), audio: media.NewStats(0),
+		video: media.NewStats(0), audio: media.NewStats(0), tw: newTwoWay(cfg),
 	}, nil
 }
 
@@ -234,6 +258,8 @@ func (s *Session) Summary() Summary {
 	sum.Codec = string(v.Codec)
 	sum.Width, sum.Height = v.Width, v.Height
 	sum.AudioFrames = s.audio.Snapshot().Frames
+	sum.TalkPackets = s.tw.talkPackets.Load()
+	sum.MessagesSent, sum.MessagesReceived = s.tw.sent.Load(), s.tw.received.Load()
 	if sum.TimeToFirstFrame > 0 {
 		sum.TimeToFirstMS = float64(sum.TimeToFirstFrame.Microseconds()) / 1000
 	}
@@ -273,6 +299,9 @@ func (s *Session) Run(ctx context.Context) (err error) {
 	s.ran = true
 	s.start = time.Now()
 	s.mu.Unlock()
+	stopTalk := s.runTalk(ctx)
+	defer s.tw.end()
+	defer stopTalk()
 
 	defer func() {
 		s.mu.Lock()

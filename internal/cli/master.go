@@ -15,7 +15,7 @@ import (
 func init() {
 	register(command{
 		name:    "master",
-		summary: "act as a channel's master: stream a test pattern, a file or stdin to every viewer",
+		summary: "act as a channel's master: stream a test pattern, a file, an RTSP camera or stdin to every viewer",
 		run:     runMaster,
 	})
 }
@@ -31,23 +31,29 @@ type masterFlags struct {
 	maxViewers          int
 	relay               bool
 	loopback            bool
+	talkbackDir         string
+	talkbackCmd         string
+	data                string
 	aws                 awsFlags
 	log                 logFlags
 }
 
 func runMaster(ctx context.Context, env *Env, args []string) error {
-	fs := newFlagSet(env, "master", "--channel NAME [--source testsrc|testsrc-vp8|FILE|-] [flags]")
+	fs := newFlagSet(env, "master", "--channel NAME [--source testsrc|testsrc-vp8|FILE|rtsp://...|-] [flags]")
 	var f masterFlags
 	fs.StringVar(&f.channel, "channel", "", "signaling channel name (or use --channel-arn)")
 	fs.StringVar(&f.channelARN, "channel-arn", "", "signaling channel ARN (instead of --channel)")
-	fs.StringVar(&f.source, "source", "testsrc", "video to stream: testsrc (H.264 test pattern), testsrc-vp8, a file (.h264 Annex-B or .ivf VP8; looped), or - for H.264 Annex-B on stdin")
-	fs.Float64Var(&f.fps, "fps", media.DefaultFPS, "frame rate of H.264 Annex-B input (stdin and .h264 files carry no timestamps)")
+	fs.StringVar(&f.source, "source", "testsrc", "video to stream: testsrc (H.264 test pattern), testsrc-vp8, a file (.h264 Annex-B, .ivf VP8, or .mp4/.mov with H.264 and optional Opus audio; looped), rtsp://[user:pass@]host/path (an RTSP camera via ffmpeg -c copy, restarted with backoff), or - for H.264 Annex-B on stdin")
+	fs.Float64Var(&f.fps, "fps", media.DefaultFPS, "frame rate of H.264 Annex-B input (stdin and .h264 files carry no timestamps); MP4 and RTSP keep their own timing")
 	fs.BoolVar(&f.audio, "audio", false, "also send the Opus test tone")
 	fs.StringVar(&f.audioFile, "audio-file", "", "also send this Ogg/Opus file (looped)")
 	fs.BoolVar(&f.create, "create", false, "create the channel if it does not exist (with --channel)")
 	fs.IntVar(&f.maxViewers, "max-viewers", master.DefaultMaxViewers, "maximum concurrent viewers; offers beyond it are not answered")
 	fs.BoolVar(&f.relay, "relay", false, "use TURN relay candidates only")
 	fs.BoolVar(&f.loopback, "loopback-only", false, "gather loopback ICE candidates only (local tests and demos)")
+	fs.StringVar(&f.talkbackDir, "talkback-dir", "", "accept viewers' talk-back audio: record each viewer's to DIR/talkback-<client id>-<time>.ogg (Ogg/Opus, finalised when it leaves and on Ctrl-C)")
+	fs.StringVar(&f.talkbackCmd, "talkback-cmd", "", `accept viewers' talk-back audio: pipe it (Ogg/Opus) into this shell command, one viewer at a time, e.g. 'ffplay -nodisp -autoexit -'`)
+	fs.StringVar(&f.data, "data", "", `accept data channels: "echo" sends every message back; "stdio" prints "<client id><TAB><message>" lines and sends stdin lines ("<client id><TAB>text", or "text" to every viewer)`)
 	f.aws.register(fs)
 	f.log.register(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -94,7 +100,7 @@ func runMaster(ctx context.Context, env *Env, args []string) error {
 	if f.relay {
 		policy = master.ICEPolicyRelay
 	}
-	m, err := master.New(master.Config{
+	mcfg := master.Config{
 		Channel:            channel,
 		Control:            ctl,
 		HTTPClient:         hc,
@@ -104,10 +110,21 @@ func runMaster(ctx context.Context, env *Env, args []string) error {
 		LoopbackOnly:       f.loopback,
 		ICETransportPolicy: policy,
 		Logger:             log,
-	})
+	}
+	stdinLoop, err := f.twoWay(&mcfg, env, log)
+	if err != nil {
+		closeSources()
+		return err
+	}
+	m, err := master.New(mcfg)
 	if err != nil {
 		closeSources()
 		return fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	if stdinLoop != nil {
+		lctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go stdinLoop(lctx, m) // ends with stdin; a terminal read cannot be interrupted
 	}
 	err = m.Run(ctx) // owns the sources from here on
 	if errors.Is(err, control.ErrChannelNotFound) && !f.create && f.channel != "" {
@@ -138,6 +155,10 @@ func (f *masterFlags) check() error {
 		return fmt.Errorf("%w: --max-viewers %d must be at least 1", ErrUsage, f.maxViewers)
 	case f.source == "":
 		return fmt.Errorf("%w: --source must not be empty (testsrc, testsrc-vp8, a file or -)", ErrUsage)
+	case f.data != "" && f.data != "echo" && f.data != "stdio":
+		return fmt.Errorf("%w: --data %q: want echo or stdio", ErrUsage, f.data)
+	case f.data == "stdio" && f.source == "-":
+		return fmt.Errorf("%w: --data stdio and --source - both read stdin; use --data echo, or stream from a file", ErrUsage)
 	}
 	return nil
 }

@@ -47,6 +47,8 @@ type viewFlags struct {
 	jsonOut      bool
 	loopback     bool
 	lateWindow   time.Duration
+	talk         string
+	data         bool
 }
 
 func runView(ctx context.Context, env *Env, args []string) error {
@@ -72,6 +74,8 @@ func runView(ctx context.Context, env *Env, args []string) error {
 	fs.DurationVar(&f.duration, "duration", 0, "stop after streaming this long (default: until Ctrl-C)")
 	fs.BoolVar(&f.jsonOut, "json", false, "write one JSON object per event and a final summary (to stdout, or stderr with --output -)")
 	fs.BoolVar(&f.loopback, "loopback-only", false, "gather loopback ICE candidates only (local tests and demos)")
+	fs.StringVar(&f.talk, "talk", "", `talk back to the camera: send "tone" (a 440 Hz test tone), an Ogg/Opus FILE (looped) or "-" (Ogg/Opus on stdin)`)
+	fs.BoolVar(&f.data, "data", false, "open a data channel: each line on stdin is sent, each message received is printed (a JSON event with --json)")
 	f.aws.register(fs)
 	f.logs.registerLevel(fs, "warn")
 	if err := parseFlags(fs, args); err != nil {
@@ -87,6 +91,9 @@ func (f *viewFlags) run(ctx context.Context, env *Env) error {
 	}
 	if f.output != "" && f.output != "-" {
 		return fmt.Errorf("%w: --output takes only \"-\" (stdout); use --record FILE for a file", ErrUsage)
+	}
+	if f.talk == "-" && f.data {
+		return fmt.Errorf("%w: --talk - and --data both read stdin; talk from a file or the tone (--talk FILE|tone)", ErrUsage)
 	}
 	logw := env.Stderr
 	log, err := f.logs.logger(logw)
@@ -162,13 +169,26 @@ func (f *viewFlags) run(ctx context.Context, env *Env) error {
 		eventOut = env.Stderr
 	}
 
+	var talk media.Source
+	if f.talk != "" {
+		if talk, err = openTalk(f.talk, env.Stdin); err != nil {
+			return err
+		}
+	}
 	ctl, hc, err := f.aws.control(ctx, env, control.Config{Logger: log})
 	if err != nil {
+		if talk != nil {
+			_ = talk.Close()
+		}
 		return err
+	}
+	if f.data {
+		eventOut = &lockedWriter{w: eventOut} // events and messages interleave
 	}
 	status := newStatusLine(env.Stderr, !f.jsonOut && isTerminal(env.Stderr))
 	enc := json.NewEncoder(eventOut)
 	cfg := viewer.Config{
+		Talk: talk, Data: f.data,
 		Channel: channel, Control: ctl, ClientID: f.clientID, ClientIDPrefix: f.clientPrefix,
 		Retry: policy, WaitForSlot: f.waitSlot, Audio: f.audio, VideoCodecs: codecs,
 		ForceRelay: f.relay, LoopbackOnly: f.loopback, Sinks: sinks, Duration: f.duration,
@@ -184,10 +204,18 @@ func (f *viewFlags) run(ctx context.Context, env *Env) error {
 	}
 	sess, err = viewer.New(cfg)
 	if err != nil {
+		if talk != nil {
+			_ = talk.Close()
+		}
 		return err
 	}
 	stopStatus := status.run(sess)
+	stopData := func() {}
+	if f.data {
+		stopData = viewData(ctx, sess, env.Stdin, eventOut, f.jsonOut, log)
+	}
 	runErr := sess.Run(ctx)
+	stopData()
 	stopStatus()
 	if rec != nil {
 		if err := rec.Close(); err != nil && runErr == nil {
@@ -227,6 +255,9 @@ func jsonEvent(e viewer.Event) map[string]any {
 	}
 	if e.TimeToFirstFrame > 0 {
 		m["timeToFirstFrameMs"] = float64(e.TimeToFirstFrame.Microseconds()) / 1000
+	}
+	if e.Declined != nil {
+		m["declined"] = e.Declined.Error()
 	}
 	return m
 }

@@ -193,7 +193,11 @@ type nodeEvent struct {
 	Error      string          `json:"error"`
 	Candidates json.RawMessage `json:"candidates"`
 	Pair       string          `json:"pair"` // the selected candidate pair, "TYPE ADDR:PORT -> TYPE ADDR:PORT"
-	at         time.Time       // when the test read it
+	// The two-way viewer's "done" (kvs-twoway.js).
+	Replies        []string  `json:"replies"`
+	TalkMs         float64   `json:"talkMs"`
+	AudioBytesSent float64   `json:"audioBytesSent"`
+	at             time.Time // when the test read it
 }
 
 // nodeProc is a running Node glue process.

@@ -12,6 +12,10 @@
 //                             viewer that sends an offer, until SIGTERM or
 //                             SIGINT (or, with KVS_EXIT_ON_STDIN_EOF=1, until
 //                             stdin closes)
+//   node kvs-peer.js twoway-viewer
+//                             the viewer flow with "send audio" and "open
+//                             data channel" (kvs-twoway.js, which uses the
+//                             helpers exported here)
 //
 // Configuration (environment): KVS_CHANNEL (required), AWS_REGION,
 // AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
@@ -372,12 +376,17 @@ async function runMaster() {
   client.open();
 }
 
+// The helpers, for kvs-twoway.js (the two-way viewer).
+module.exports = { wrtc, KVSWebRTC, emit, log, fail, env, setup, rtcConfig, signalingClient, loopbackSDP, addRemoteCandidate, candidateSender };
+
 process.on('unhandledRejection', fail);
 const role = process.argv[2];
 if (role === 'viewer') {
   runViewer().catch(fail);
 } else if (role === 'master') {
   runMaster().catch(fail);
+} else if (role === 'twoway-viewer') {
+  require('./kvs-twoway.js').runTwoWayViewer().catch(fail);
 } else {
-  fail(new Error(`usage: node kvs-peer.js viewer|master (got ${JSON.stringify(role)})`));
+  fail(new Error(`usage: node kvs-peer.js viewer|master|twoway-viewer (got ${JSON.stringify(role)})`));
 }
