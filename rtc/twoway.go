@@ -25,15 +25,7 @@ const MaxMessageSize = 65536
 // sendrecv and a track is added). An SDP that does not parse is returned
 // unchanged with the parse error.
 func WithoutReceiving(sdpText, kind string) (string, error) {
-	var d sdp.SessionDescription
-	if err := d.UnmarshalString(sdpText); err != nil {
-		return sdpText, fmt.Errorf("rtc: parse SDP: %w", err)
-	}
-	changed := false
-	for _, m := range d.MediaDescriptions {
-		if m.MediaName.Media != kind || m.MediaName.Port.Value == 0 {
-			continue
-		}
+	return editMedia(sdpText, kind, func(m *sdp.MediaDescription) bool {
 		dir := "sendrecv"
 		idx := -1
 		for i, a := range m.Attributes {
@@ -49,23 +41,15 @@ func WithoutReceiving(sdpText, kind string) (string, error) {
 		case "recvonly":
 			to = "inactive"
 		default:
-			continue
+			return false
 		}
 		if idx >= 0 {
 			m.Attributes[idx] = sdp.NewPropertyAttribute(to)
 		} else {
 			m.Attributes = append(m.Attributes, sdp.NewPropertyAttribute(to))
 		}
-		changed = true
-	}
-	if !changed {
-		return sdpText, nil
-	}
-	out, err := d.Marshal()
-	if err != nil {
-		return sdpText, fmt.Errorf("rtc: write SDP: %w", err)
-	}
-	return string(out), nil
+		return true
+	})
 }
 
 // Rejecting returns sdpText with every media section of kind ("audio",
@@ -74,14 +58,24 @@ func WithoutReceiving(sdpText, kind string) (string, error) {
 // viewer knows before anything is sent. An SDP that does not parse is
 // returned unchanged with the parse error.
 func Rejecting(sdpText, kind string) (string, error) {
+	return editMedia(sdpText, kind, func(m *sdp.MediaDescription) bool {
+		m.MediaName.Port = sdp.RangedPort{Value: 0}
+		return true
+	})
+}
+
+// editMedia applies edit to every accepted (port not 0) media section of
+// kind and returns the SDP written again when edit changed one (reported
+// by its result), else sdpText itself. An SDP that does not parse is
+// returned unchanged with the parse error.
+func editMedia(sdpText, kind string, edit func(*sdp.MediaDescription) bool) (string, error) {
 	var d sdp.SessionDescription
 	if err := d.UnmarshalString(sdpText); err != nil {
 		return sdpText, fmt.Errorf("rtc: parse SDP: %w", err)
 	}
 	changed := false
 	for _, m := range d.MediaDescriptions {
-		if m.MediaName.Media == kind && m.MediaName.Port.Value != 0 {
-			m.MediaName.Port = sdp.RangedPort{Value: 0}
+		if m.MediaName.Media == kind && m.MediaName.Port.Value != 0 && edit(m) {
 			changed = true
 		}
 	}

@@ -109,13 +109,9 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	// The certificate is checked before any AWS configuration is read.
-	var tlsCfg *tls.Config
-	if f.tlsCert != "" {
-		cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
-		if err != nil {
-			return fmt.Errorf("%w: --tls-cert/--tls-key: %w (give a PEM certificate and its PEM private key)", ErrUsage, err)
-		}
-		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	tlsCfg, err := f.tlsConfig()
+	if err != nil {
+		return err
 	}
 	ctl, hc, err := f.aws.control(ctx, env, control.Config{Logger: log})
 	if err != nil {
@@ -296,13 +292,9 @@ func runServeAPI(ctx context.Context, env *Env, f *serveFlags) error {
 	if err != nil {
 		return err
 	}
-	var tlsCfg *tls.Config
-	if f.tlsCert != "" {
-		cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
-		if err != nil {
-			return fmt.Errorf("%w: --tls-cert/--tls-key: %w (give a PEM certificate and its PEM private key)", ErrUsage, err)
-		}
-		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	tlsCfg, err := f.tlsConfig()
+	if err != nil {
+		return err
 	}
 	ctl, hc, err := f.aws.control(ctx, env, control.Config{Logger: log})
 	if err != nil {
@@ -342,4 +334,16 @@ func runServeAPI(ctx context.Context, env *Env, f *serveFlags) error {
 		fmt.Fprintf(env.Stdout, "warning: plain HTTP on %s: put it behind your TLS reverse proxy (--trusted-proxy) or listen on 127.0.0.1\n", f.listen)
 	}
 	return <-done
+}
+
+// tlsConfig loads --tls-cert and --tls-key (nil, nil without them).
+func (f *serveFlags) tlsConfig() (*tls.Config, error) {
+	if f.tlsCert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --tls-cert/--tls-key: %w (give a PEM certificate and its PEM private key)", ErrUsage, err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
