@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 	pmedia "github.com/pion/webrtc/v4/pkg/media"
 
@@ -257,26 +256,18 @@ func withGatheredCandidates(pc *webrtc.PeerConnection, sdp string, wait time.Dur
 // interceptors need: NACKs are answered from what is read here). A PLI or
 // FIR from the viewer asks the broadcaster to start it over on a keyframe.
 func (p *peer) readRTCP(s *webrtc.RTPSender, video bool) {
+	var onKeyframeRequest func()
+	if video {
+		onKeyframeRequest = func() {
+			if sub := p.vsub.Load(); sub != nil {
+				sub.RequestKeyframe()
+			}
+		}
+	}
 	p.rtcpWG.Add(1)
 	go func() {
 		defer p.rtcpWG.Done()
-		for {
-			pkts, _, err := s.ReadRTCP()
-			if err != nil {
-				return
-			}
-			if !video {
-				continue
-			}
-			for _, pkt := range pkts {
-				switch pkt.(type) {
-				case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-					if sub := p.vsub.Load(); sub != nil {
-						sub.RequestKeyframe()
-					}
-				}
-			}
-		}
+		media.ReadSenderRTCP(s, onKeyframeRequest)
 	}()
 }
 
