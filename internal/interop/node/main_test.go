@@ -168,17 +168,37 @@ func runViewer(t *testing.T, channel string, relay bool) (viewer.Summary, error)
 	t.Helper()
 	s, err := viewer.New(viewer.Config{
 		Channel: channel, Control: shared.ctl, LoopbackOnly: true, ForceRelay: relay,
-		HTTPClient: &http.Client{Transport: shared.tr}, Duration: time.Second,
-		Logger: testLogger("viewer"),
+		HTTPClient: &http.Client{Transport: shared.tr},
+		Logger:     testLogger("viewer"),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	err = s.Run(ctx)
-	return s.Summary(), err
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	// Stop once minFrames frames are in, or streamWait after the first
+	// frame: a starved sender (the Node master encodes VP8 in software)
+	// gets that long to show that it streams.
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			return s.Summary(), err
+		case <-tick.C:
+			st := s.Stats()
+			if st.Frames >= minFrames || (!st.FirstFrame.IsZero() && time.Since(st.FirstFrame) > streamWait) {
+				cancel()
+			}
+		}
+	}
 }
+
+// streamWait is how long a viewer waits for minFrames after its first
+// frame.
+const streamWait = 5 * time.Second
 
 // nodeEvent is one line the Node glue printed.
 type nodeEvent struct {

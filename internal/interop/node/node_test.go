@@ -102,11 +102,17 @@ func nodeViewerOnce(t *testing.T, channel string, relay bool, s *series) {
 
 // kvsrtcViewerOnce runs kvsrtc's viewer once against channel and checks
 // that it streams decodable video (a complete keyframe, then more frames).
+// The viewer stops at minFrames frames or streamWait after its first frame
+// (runViewer): the Node master encodes VP8 in software and, on a loaded
+// 2-core CI machine, has sent as few as 2 frames in a second.
+// minFrames is how many frames a viewer must get.
+const minFrames = 10
+
 func kvsrtcViewerOnce(t *testing.T, who, channel string, relay bool, s *series) {
 	t.Helper()
 	s.total++
 	sum, err := runViewer(t, channel, relay)
-	if err != nil || sum.Result != "streamed" || sum.Keyframes < 1 || sum.Frames < 10 {
+	if err != nil || sum.Result != "streamed" || sum.Keyframes < 1 || sum.Frames < minFrames {
 		t.Errorf("kvsrtc viewer %d of %s: %v; summary %+v", s.total, who, err, sum)
 		return
 	}
