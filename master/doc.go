@@ -31,9 +31,12 @@
 //     or does not connect within Config.ConnectTimeout is removed.
 //   - The signaling connection is renewed without touching the viewers: on
 //     GO_AWAY, when it ends, and before the service's 1-hour limit
-//     (Config.RenewAfter). Reconnects back off from 100 ms to 10 s with
-//     jitter. On RECONNECT_ICE_SERVER the ICE servers are fetched again for
-//     future viewers; connected viewers keep their path.
+//     (Config.RenewAfter), by a signaling.Session. Reconnects back off from
+//     100 ms to 10 s with jitter. A second master that connects to the
+//     channel takes it over (the newest master connection wins): Run then
+//     returns an error wrapping signaling.ErrTakenOver rather than taking
+//     it back. On RECONNECT_ICE_SERVER the ICE servers are fetched again
+//     for future viewers; connected viewers keep their path.
 //
 // Two-way, per viewer: with Config.Talkback the audio a viewer sends
 // (talk-back) goes to a TalkbackSink of its own (RecordTalkback: an Ogg/Opus

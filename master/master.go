@@ -24,12 +24,9 @@ import (
 const (
 	iceFetchTimeout  = 10 * time.Second
 	sendTimeout      = 5 * time.Second
-	drainGrace       = 5 * time.Second  // an old signaling connection is read this long after a renewal
 	earlyCandTTL     = 20 * time.Second // candidates from a viewer without an offer are kept this long
 	maxEarlyPerPeer  = 64
 	maxEarlyPeers    = 64
-	maxOutbox        = 512
-	outboxTTL        = 30 * time.Second
 	peerEventBuffer  = 256
 	maxSweepInterval = time.Second
 )
@@ -88,10 +85,7 @@ func (m *Master) Run(ctx context.Context) error {
 		codec:      m.cfg.Video.Codec(),
 		peers:      make(map[string]*peer),
 		early:      make(map[string]*earlyQueue),
-		draining:   make(map[*signaling.Client]time.Time),
-		sigEvents:  make(chan sigEvent),
 		peerEvents: make(chan peerEvent, peerEventBuffer),
-		renewed:    make(chan renewal),
 		iceKick:    make(chan struct{}, 1),
 		videoDone:  make(chan error, 1),
 		audioDone:  make(chan error, 1),
@@ -117,18 +111,17 @@ type run struct {
 
 	video, audio *media.Broadcaster
 
-	sig        *signaling.Client               // current connection
-	sigStarted time.Time                       // when sig was dialed
-	draining   map[*signaling.Client]time.Time // replaced connections still read
-	renewing   bool
-	outbox     []outMsg
+	sess        *signaling.Session // the signaling connection, renewed (signal.go)
+	sessEv      <-chan signaling.SessionEvent
+	sessDone    chan error   // the session's Run result (put back after reading)
+	dialed      atomic.Int64 // successful dials (read by the session's goroutine)
+	sigStarted  time.Time    // when the current connection came up
+	renewReason string       // of the renewal in progress
 
 	peers map[string]*peer
 	early map[string]*earlyQueue
 
-	sigEvents  chan sigEvent
 	peerEvents chan peerEvent
-	renewed    chan renewal
 	iceKick    chan struct{}
 	videoDone  chan error
 	audioDone  chan error
@@ -140,20 +133,6 @@ type run struct {
 type earlyQueue struct {
 	first time.Time
 	cands []webrtc.ICECandidateInit
-}
-
-// sigEvent is an event of one signaling connection, or its end.
-type sigEvent struct {
-	c   *signaling.Client
-	ev  signaling.Event
-	end bool
-}
-
-// renewal is a new signaling connection from the renewer.
-type renewal struct {
-	c      *signaling.Client
-	ep     control.Endpoints
-	reason string
 }
 
 func (r *run) endpoints() control.Endpoints {
@@ -219,15 +198,15 @@ func (r *run) run(parent context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("master: %w", err)
 	}
-	sig, err := r.dial(ctx, ep)
-	if err != nil {
+	if err := r.startSignaling(ctx); err != nil {
+		cancel()
+		r.wg.Wait()
 		return fmt.Errorf("master: connecting to signaling as MASTER: %w", err)
 	}
 
 	// From here on everything runs until the loop ends.
 	sourcesOwned = false
 	r.startSources(ctx)
-	r.adopt(ctx, sig)
 	r.wg.Add(1)
 	go r.refreshICE(ctx)
 	r.log.Info(fmt.Sprintf("master ready on channel %s (%s); waiting for viewers", r.name, r.arn),
@@ -268,22 +247,17 @@ func (r *run) sweepInterval() time.Duration {
 func (r *run) loop(ctx context.Context) error {
 	sweep := time.NewTicker(r.sweepInterval())
 	defer sweep.Stop()
-	renewT := time.NewTimer(r.cfg.RenewAfter)
-	defer renewT.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case se := <-r.sigEvents:
-			r.onSignal(ctx, se)
+		case ev, ok := <-r.sessEv:
+			if !ok {
+				return r.sessionEnded(ctx)
+			}
+			r.onSession(ctx, ev)
 		case pe := <-r.peerEvents:
 			r.onPeer(ctx, pe)
-		case res := <-r.renewed:
-			r.onRenewed(ctx, res)
-			renewT.Reset(r.cfg.RenewAfter)
-		case <-renewT.C:
-			r.log.Info("renewing the signaling connection ahead of the service's 1-hour limit", "age", time.Since(r.sigStarted).Round(time.Second))
-			r.renew(ctx, "scheduled")
 		case now := <-sweep.C:
 			r.sweep(ctx, now)
 		case err := <-r.videoDone:
@@ -308,13 +282,7 @@ func (r *run) shutdown() {
 		r.removePeer(p, ErrShutdown)
 	}
 	clear(r.early)
-	if r.sig != nil {
-		r.closeClient(r.sig)
-	}
-	for c := range r.draining {
-		r.closeClient(c)
-	}
-	r.wg.Wait()
+	r.wg.Wait() // the session's Run has returned: its context ended
 }
 
 // onPeer handles a forwarded pion callback.
@@ -334,7 +302,7 @@ func (r *run) onPeer(ctx context.Context, pe peerEvent) {
 		return
 	}
 	if pe.cand != nil {
-		r.send(ctx, outMsg{action: kvsproto.ActionICECandidate, cand: toKVS(*pe.cand), to: p.id, p: p})
+		r.send(ctx, outMsg{action: kvsproto.ActionICECandidate, cand: toKVS(*pe.cand), to: p.id})
 		return
 	}
 	switch s := p.pc.ConnectionState(); s {
@@ -438,47 +406,18 @@ func (r *run) sweep(ctx context.Context, now time.Time) {
 			delete(r.early, id)
 		}
 	}
-	for c, since := range r.draining {
-		if now.Sub(since) > drainGrace {
-			r.closeClient(c)
-		}
-	}
-	if len(r.outbox) > 0 && !r.renewing && r.sig != nil && r.sig.Err() == nil {
-		r.flushOutbox(ctx)
-	}
 }
 
-// onSignal handles one signaling event (from the current connection or
-// from one being drained after a renewal).
-func (r *run) onSignal(ctx context.Context, se sigEvent) {
-	if se.end {
-		if se.c != r.sig {
-			r.closeClient(se.c)
-			return
-		}
-		err := se.c.Err()
-		if r.renewing {
-			// Usually the service closing it for the new connection
-			// being dialed (the newest master connection wins).
-			r.log.Debug("the signaling connection ended during a renewal", "err", err)
-			return
-		}
-		r.log.Warn("the signaling connection ended; reconnecting (viewers keep streaming)", "err", err)
-		r.emit(Event{Kind: EventSignalingLost, Err: err})
-		r.renew(ctx, "connection-lost")
-		return
-	}
-	ev := se.ev
+// onSignal handles one message of the service, from the current
+// connection or (draining) from one being read after a renewal.
+func (r *run) onSignal(ctx context.Context, ev signaling.Event, draining bool) {
 	switch ev.Type {
 	case kvsproto.MessageSDPOffer:
 		r.onOffer(ctx, ev)
 	case kvsproto.MessageICECandidate:
 		r.onRemoteCandidate(ev)
 	case kvsproto.MessageGoAway:
-		if se.c == r.sig {
-			r.log.Info("GO_AWAY from the service; renewing the signaling connection (viewers keep streaming)")
-			r.renew(ctx, "go-away")
-		}
+		// The session renews (onSession logs it).
 	case kvsproto.MessageReconnectICEServer:
 		r.log.Info("RECONNECT_ICE_SERVER from the service; new viewers will get fresh ICE servers")
 		r.ice.Invalidate(r.arn)
@@ -611,7 +550,7 @@ func (r *run) onOffer(ctx context.Context, ev signaling.Event) {
 	r.m.peers[id] = p
 	r.m.mu.Unlock()
 	p.corr = signaling.NewCorrelationID()
-	r.send(ctx, outMsg{action: kvsproto.ActionSDPAnswer, sd: &kvsproto.SessionDescription{Type: "answer", SDP: answer}, to: id, corr: p.corr, p: p})
+	r.send(ctx, outMsg{action: kvsproto.ActionSDPAnswer, sd: &kvsproto.SessionDescription{Type: "answer", SDP: answer}, to: id, corr: p.corr})
 	if q := r.early[id]; q != nil {
 		delete(r.early, id)
 		for _, c := range q.cands {
@@ -651,7 +590,7 @@ func (r *run) restartPeer(ctx context.Context, p *peer, offer *kvsproto.SessionD
 	p.ufrag = sum.ufrag
 	p.restartedAt = time.Now()
 	p.corr = signaling.NewCorrelationID()
-	r.send(ctx, outMsg{action: kvsproto.ActionSDPAnswer, sd: &kvsproto.SessionDescription{Type: "answer", SDP: answer.SDP}, to: p.id, corr: p.corr, p: p})
+	r.send(ctx, outMsg{action: kvsproto.ActionSDPAnswer, sd: &kvsproto.SessionDescription{Type: "answer", SDP: answer.SDP}, to: p.id, corr: p.corr})
 	if q := r.early[p.id]; q != nil {
 		delete(r.early, p.id)
 		for _, c := range q.cands {

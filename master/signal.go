@@ -3,6 +3,7 @@ package master
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"time"
 
@@ -10,6 +11,12 @@ import (
 	"github.com/kvsrtc/kvsrtc/kvsproto"
 	"github.com/kvsrtc/kvsrtc/signaling"
 )
+
+// The master's signaling runs on a signaling.Session: renewal at
+// Config.RenewAfter, on GO_AWAY and when the connection ends, with the
+// backoff below; the old connection is read for a grace period (offers it
+// still delivers are answered); answers and candidates sent while no
+// connection is up wait in the session's outbox.
 
 // Reconnect backoff: the C SDK's (100 ms base, doubling, 10 s cap), with
 // jitter: each wait is drawn from [d, 2d) capped at the cap.
@@ -44,101 +51,111 @@ func (r *run) dial(ctx context.Context, ep control.Endpoints) (*signaling.Client
 	})
 }
 
-// adopt makes c the current connection and starts forwarding its events.
-func (r *run) adopt(ctx context.Context, c *signaling.Client) {
-	r.sig = c
-	r.sigStarted = time.Now()
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		for ev := range c.Events() {
-			select {
-			case r.sigEvents <- sigEvent{c: c, ev: ev}:
-			case <-ctx.Done():
-				return
-			}
-		}
-		select {
-		case r.sigEvents <- sigEvent{c: c, end: true}:
-		case <-ctx.Done():
-		}
-	}()
-}
-
-// closeClient closes a signaling connection in the background.
-func (r *run) closeClient(c *signaling.Client) {
-	delete(r.draining, c)
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		c.Close()
-	}()
-}
-
-// renew starts dialing a replacement signaling connection (unless one is
-// being dialed already). The current connection stays in use until the
-// new one is up; viewers are not affected.
-func (r *run) renew(ctx context.Context, reason string) {
-	if r.renewing || ctx.Err() != nil {
-		return
-	}
-	r.renewing = true
-	ep := r.endpoints()
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		for attempt := 1; ; attempt++ {
-			c, err := r.dial(ctx, ep)
-			if err == nil {
-				select {
-				case r.renewed <- renewal{c: c, ep: ep, reason: reason}:
-				case <-ctx.Done():
-					c.Close()
-				}
-				return
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			wait := backoff(attempt)
-			r.log.Warn("connecting to signaling failed; retrying", "attempt", attempt, "retry_in", wait.Round(time.Millisecond), "err", err)
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
-			// The endpoint may have moved (the C SDK goes back to
-			// GetSignalingChannelEndpoint after a failed connect).
-			if e, err := r.ctl.Endpoints(ctx, r.arn, kvsproto.RoleMaster); err == nil {
-				ep = e
+// dialCurrent dials the current endpoint. After a failed dial of a
+// renewal it fetches the endpoint again for the next one (the C SDK goes
+// back to GetSignalingChannelEndpoint after a failed connect).
+func (r *run) dialCurrent(ctx context.Context) (signaling.Conn, error) {
+	c, err := r.dial(ctx, r.endpoints())
+	if err != nil {
+		if r.dialed.Load() > 0 && ctx.Err() == nil {
+			if ep, eerr := r.ctl.Endpoints(ctx, r.arn, kvsproto.RoleMaster); eerr == nil {
+				r.setEndpoints(ep)
 			} else if ctx.Err() == nil {
-				r.log.Warn("refreshing the signaling endpoints failed", "err", err)
+				r.log.Warn("refreshing the signaling endpoints failed", "err", eerr)
 			}
 		}
-	}()
+		return nil, err
+	}
+	r.dialed.Add(1)
+	return c, nil
 }
 
-// onRenewed switches to a new signaling connection. The old one is read
-// for a little longer (events it received before the switch are still
-// handled) and then closed; the service closes it anyway, as the newest
-// master connection wins.
-func (r *run) onRenewed(ctx context.Context, res renewal) {
-	r.renewing = false
-	old := r.sig
-	r.setEndpoints(res.ep)
-	r.adopt(ctx, res.c)
-	if old != nil {
-		if old.Err() != nil {
-			r.closeClient(old)
-		} else {
-			r.draining[old] = time.Now()
+// startSignaling runs the signaling session and waits for its first
+// connection; a first dial that fails is Run's error (nothing is retried
+// before the master was ever up).
+func (r *run) startSignaling(ctx context.Context) error {
+	sess, err := signaling.NewSession(signaling.SessionConfig{
+		Dialer:     signaling.DialerFunc(r.dialCurrent),
+		RenewAfter: r.cfg.RenewAfter,
+		Backoff:    backoff,
+		GiveUp:     func(error, int) bool { return r.dialed.Load() == 0 },
+		Logger:     r.log,
+	})
+	if err != nil {
+		return err
+	}
+	r.sess, r.sessEv = sess, sess.Events()
+	r.sessDone = make(chan error, 1)
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.sessDone <- sess.Run(ctx)
+	}()
+	for ev := range r.sessEv {
+		if ev.Kind == signaling.SessionConnected {
+			r.sigStarted = time.Now()
+			return nil
 		}
 	}
-	r.log.Info("signaling connection renewed", "reason", res.reason, "viewers", len(r.peers))
-	r.emit(Event{Kind: EventSignalingRenewed, Reason: res.reason})
-	r.flushOutbox(ctx)
+	r.sessEv = nil
+	if err := <-r.sessDone; err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return signaling.ErrSessionClosed
+}
+
+// renewReasons name a renewal's reason in EventSignalingRenewed.
+var renewReasons = map[signaling.RenewReason]string{
+	signaling.RenewAge:    "scheduled",
+	signaling.RenewGoAway: "go-away",
+	signaling.RenewClosed: "connection-lost",
+}
+
+// onSession handles an event of the signaling session. It returns an
+// error when the session has ended for good.
+func (r *run) onSession(ctx context.Context, ev signaling.SessionEvent) {
+	switch ev.Kind {
+	case signaling.SessionMessage:
+		r.onSignal(ctx, ev.Event, ev.Draining)
+	case signaling.SessionRenewing:
+		r.renewReason = renewReasons[ev.Why]
+		switch ev.Why {
+		case signaling.RenewAge:
+			r.log.Info("renewing the signaling connection ahead of the service's 1-hour limit", "age", time.Since(r.sigStarted).Round(time.Second))
+		case signaling.RenewGoAway:
+			r.log.Info("GO_AWAY from the service; renewing the signaling connection (viewers keep streaming)")
+		case signaling.RenewClosed:
+			r.log.Warn("the signaling connection ended; reconnecting (viewers keep streaming)", "err", ev.Err)
+			r.emit(Event{Kind: EventSignalingLost, Err: ev.Err})
+		}
+	case signaling.SessionRenewed:
+		r.sigStarted = time.Now()
+		r.log.Info("signaling connection renewed", "reason", r.renewReason, "viewers", len(r.peers))
+		r.emit(Event{Kind: EventSignalingRenewed, Reason: r.renewReason})
+	case signaling.SessionOutboxDropped:
+		if m := ev.Message; m != nil {
+			r.log.Warn("a message waited too long for signaling; dropped", "action", m.Action, "viewer", m.RecipientClientID)
+		}
+	}
+}
+
+// sessionEnded turns the end of the signaling session into Run's result.
+func (r *run) sessionEnded(ctx context.Context) error {
+	r.sessEv = nil
+	err := <-r.sessDone
+	r.sessDone <- err
+	switch {
+	case ctx.Err() != nil:
+		return nil
+	case errors.Is(err, signaling.ErrTakenOver):
+		return fmt.Errorf("master: another master connected to channel %s and took it over (the newest master connection wins): %w", r.name, err)
+	case err != nil:
+		return fmt.Errorf("master: signaling: %w", err)
+	}
+	return fmt.Errorf("master: signaling: %w", signaling.ErrSessionClosed)
 }
 
 // outMsg is a message for a viewer.
@@ -148,68 +165,31 @@ type outMsg struct {
 	cand   *kvsproto.ICECandidate
 	to     string
 	corr   string
-	p      *peer
-	at     time.Time
 }
 
-// send sends msg over the current connection. If there is none that
-// works, msg waits in the outbox for the next connection.
+// send sends msg; while no connection is up it waits in the session's
+// outbox for the next one.
 func (r *run) send(ctx context.Context, msg outMsg) {
-	if len(r.outbox) > 0 || r.sig == nil || r.sig.Err() != nil {
-		r.queue(msg)
-		if r.sig == nil || r.sig.Err() != nil {
-			r.renew(ctx, "connection-lost")
-		}
-		return
-	}
-	if err := r.sendNow(ctx, msg); err != nil {
-		if ctx.Err() != nil {
-			return
-		}
-		if errors.Is(err, kvsproto.ErrInvalid) {
-			r.log.Error("not sending an invalid message", "action", msg.action, "viewer", msg.to, "err", err)
-			return
-		}
-		r.log.Warn("sending failed; retrying on a new signaling connection", "action", msg.action, "viewer", msg.to, "err", err)
-		r.queue(msg)
-		r.renew(ctx, "connection-lost")
-	}
-}
-
-func (r *run) sendNow(ctx context.Context, msg outMsg) error {
-	sctx, cancel := context.WithTimeout(ctx, sendTimeout)
-	defer cancel()
+	var (
+		m   kvsproto.ClientMessage
+		err error
+	)
 	switch msg.action {
 	case kvsproto.ActionSDPAnswer:
-		return r.sig.SendAnswer(sctx, *msg.sd, msg.to, msg.corr)
+		m, err = signaling.AnswerMessage(*msg.sd, msg.to, msg.corr)
 	default:
-		return r.sig.SendICECandidate(sctx, *msg.cand, msg.to, msg.corr)
+		m, err = signaling.CandidateMessage(*msg.cand, msg.to, msg.corr)
 	}
-}
-
-func (r *run) queue(msg outMsg) {
-	if msg.at.IsZero() {
-		msg.at = time.Now()
+	if err == nil {
+		sctx, cancel := context.WithTimeout(ctx, sendTimeout)
+		err = r.sess.Send(sctx, m)
+		cancel()
 	}
-	if len(r.outbox) >= maxOutbox {
-		r.log.Warn("too many messages waiting for signaling; dropping the oldest", "viewer", r.outbox[0].to)
-		r.outbox = r.outbox[1:]
-	}
-	r.outbox = append(r.outbox, msg)
-}
-
-// flushOutbox sends the waiting messages of current peers, in order.
-func (r *run) flushOutbox(ctx context.Context) {
-	box := r.outbox
-	r.outbox = nil
-	for i, msg := range box {
-		if r.peers[msg.to] != msg.p || time.Since(msg.at) > outboxTTL {
-			continue // the peer is gone or replaced, or the message is stale
-		}
-		if r.sig == nil || r.sig.Err() != nil {
-			r.outbox = append(r.outbox, box[i:]...)
-			return
-		}
-		r.send(ctx, msg)
+	switch {
+	case err == nil, ctx.Err() != nil:
+	case errors.Is(err, kvsproto.ErrInvalid):
+		r.log.Error("not sending an invalid message", "action", msg.action, "viewer", msg.to, "err", err)
+	default:
+		r.log.Warn("sending failed", "action", msg.action, "viewer", msg.to, "err", err)
 	}
 }
