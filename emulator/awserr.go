@@ -57,6 +57,7 @@ const channelNotFoundMsg = "The requested channel is not found or not active."
 const (
 	errorTypeSuffixKV  = ":http://internal.amazon.com/coral/com.amazonaws.kinesisvideo.v20170930/"
 	errorTypeSuffixSig = ":http://internal.amazon.com/coral/com.amazonaws.kinesisvideo.signaling.v20191204/"
+	errorTypeSuffixSto = ":http://internal.amazon.com/coral/com.amazonaws.kinesisvideo.webrtc.storage.v20180510/"
 )
 
 // lowercaseMessage lists the exceptions whose model member is "message".
@@ -64,17 +65,21 @@ func lowercaseMessage(code string) bool {
 	return code == kvsproto.ErrCodeInvalidClient || code == kvsproto.ErrCodeSessionExpired
 }
 
-// writeAPIError writes e in the AWS REST-JSON error format.
-func writeAPIError(w http.ResponseWriter, e *apiError, signalingAPI bool) {
+// writeAPIError writes e in the AWS REST-JSON error format of api. The
+// storage API's exceptions all spell their member "message".
+func writeAPIError(w http.ResponseWriter, e *apiError, api apiKind) {
 	h := w.Header()
 	suffix := errorTypeSuffixKV
-	if signalingAPI {
+	switch api {
+	case apiSignaling:
 		suffix = errorTypeSuffixSig
+	case apiStorage:
+		suffix = errorTypeSuffixSto
 	}
 	h.Set("Content-Type", "application/json")
 	h.Set("x-amzn-ErrorType", e.Code+suffix)
 	key := "Message"
-	if lowercaseMessage(e.Code) {
+	if lowercaseMessage(e.Code) || api == apiStorage {
 		key = "message"
 	}
 	body, _ := json.Marshal(map[string]string{key: e.Message})
@@ -86,7 +91,7 @@ func writeAPIError(w http.ResponseWriter, e *apiError, signalingAPI bool) {
 func writeJSON(w http.ResponseWriter, v any) {
 	body, err := json.Marshal(v)
 	if err != nil {
-		writeAPIError(w, &apiError{http.StatusInternalServerError, "InternalFailure", "could not encode the response"}, false)
+		writeAPIError(w, &apiError{http.StatusInternalServerError, "InternalFailure", "could not encode the response"}, apiControl)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

@@ -63,7 +63,8 @@ type Config struct {
 	// TLS serves https and wss with a self-signed certificate (kept in
 	// DataDir when it is set) instead of http and ws.
 	TLS bool
-	// DataDir, when set, persists channels (channels.json) and the TLS
+	// DataDir, when set, persists channels, streams and media storage
+	// configurations (channels.json) and the TLS
 	// certificate (cert.pem, key.pem) there; otherwise all state is in
 	// memory. A Server holds the directory locked (LockFileName) until
 	// Close: Start fails with ErrDataDirInUse while another holds it.
@@ -98,6 +99,9 @@ type Config struct {
 	GoAwayGrace time.Duration
 	// MaxViewers is the viewer limit per channel; default 10.
 	MaxViewers int
+	// StorageMaxViewers is the limit of viewers in one storage session
+	// (JoinStorageSessionAsViewer); default DefaultStorageMaxViewers.
+	StorageMaxViewers int
 	// DisableQuotas turns off the connect and message rate limits and the
 	// cap of 4096 connections open at once (for benchmarks).
 	DisableQuotas bool
@@ -194,6 +198,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxViewers < 0 {
 		return c, invalidConfig("MaxViewers", "%d must not be negative", c.MaxViewers)
+	}
+	if c.StorageMaxViewers == 0 {
+		c.StorageMaxViewers = DefaultStorageMaxViewers
+	}
+	if c.StorageMaxViewers < 0 {
+		return c, invalidConfig("StorageMaxViewers", "%d must not be negative", c.StorageMaxViewers)
 	}
 	for _, n := range c.Channels {
 		if err := kvsproto.ValidateChannelName(n); err != nil {

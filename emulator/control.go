@@ -340,20 +340,24 @@ func (s *Server) opDelete(r *http.Request, body []byte) (any, *apiError) {
 		return nil, e
 	}
 	s.hub.CloseChannel(c.ARN)
+	s.sessions.end(c.ARN, "channel deleted")
 	s.log.Info("channel deleted", "channel", c.Name, "arn", c.ARN)
 	return struct{}{}, nil
 }
 
 // opGetEndpoint returns one endpoint per requested protocol, in request
 // order. Without SingleMasterChannelEndpointConfiguration it answers as for
-// Protocols [WSS, HTTPS] and Role MASTER (§9.9). WEBRTC is refused: no
-// channel here has media storage.
+// Protocols [WSS, HTTPS] and Role MASTER (§9.9). WEBRTC is answered (with
+// this listener: the storage API lives on it) only for a channel whose media
+// storage is ENABLED; otherwise it is refused with InvalidArgumentException,
+// as the API reference says.
 func (s *Server) opGetEndpoint(r *http.Request, body []byte) (any, *apiError) {
 	var in kvsproto.GetSignalingChannelEndpointInput
 	if e := decodeBody(body, &in); e != nil {
 		return nil, e
 	}
-	if _, e := s.resolveARN("channelARN", in.ChannelARN); e != nil {
+	c, e := s.resolveARN("channelARN", in.ChannelARN)
+	if e != nil {
 		return nil, e
 	}
 	protos := []string{string(kvsproto.ProtocolWSS), string(kvsproto.ProtocolHTTPS)}
@@ -386,7 +390,10 @@ func (s *Server) opGetEndpoint(r *http.Request, body []byte) (any, *apiError) {
 		case kvsproto.ProtocolHTTPS:
 			ep = s.URL()
 		case kvsproto.ProtocolWebRTC:
-			return nil, errInvalidArgument("The WEBRTC protocol is available only for channels configured for media storage; request WSS and HTTPS.")
+			if c.StorageStreamARN == "" {
+				return nil, errInvalidArgument(fmt.Sprintf("The WEBRTC protocol is available only for channels configured for media storage, and %s is not: link it to a stream with UpdateMediaStorageConfiguration (Status ENABLED), or request WSS and HTTPS.", c.Name))
+			}
+			ep = s.URL()
 		}
 		out.ResourceEndpointList = append(out.ResourceEndpointList, kvsproto.ResourceEndpoint{Protocol: proto, ResourceEndpoint: ep})
 	}
@@ -489,15 +496,4 @@ func (s *Server) opListTags(r *http.Request, body []byte) (any, *apiError) {
 	}
 	// At most 50 tags: everything fits one page, so NextToken is ignored.
 	return kvsproto.ListTagsForResourceOutput{Tags: tags}, nil
-}
-
-func (s *Server) opDescribeMediaStorage(r *http.Request, body []byte) (any, *apiError) {
-	var in kvsproto.DescribeSignalingChannelInput
-	if e := decodeBody(body, &in); e != nil {
-		return nil, e
-	}
-	if _, e := s.findByNameOrARN(in.ChannelName, in.ChannelARN); e != nil {
-		return nil, e
-	}
-	return map[string]any{"MediaStorageConfiguration": map[string]string{"Status": "DISABLED"}}, nil
 }

@@ -181,7 +181,10 @@ func TestErrorModel(t *testing.T) {
 		{"invalid ARN", kvsproto.PathDescribeSignalingChannel, `{"ChannelARN":"arn:aws:s3:::bucket"}`, 400, kvsproto.ErrCodeInvalidArgument},
 		{"foreign ARN", kvsproto.PathDescribeSignalingChannel, `{"ChannelARN":"` + foreign + `"}`, 401, kvsproto.ErrCodeAccessDenied},
 		{"unknown ARN", kvsproto.PathGetSignalingChannelEndpoint, `{"ChannelARN":"arn:aws:kinesisvideo:us-west-2:123456789012:channel/none/1"}`, 404, kvsproto.ErrCodeResourceNotFound},
-		{"unknown operation", "/createStream", `{}`, 404, kvsproto.ErrCodeUnknownOperation},
+		{"unknown operation", "/putMedia", `{}`, 404, kvsproto.ErrCodeUnknownOperation},
+		{"stream without name", kvsproto.PathCreateStream, `{}`, 400, kvsproto.ErrCodeInvalidArgument},
+		{"stream ARN of a channel", kvsproto.PathDescribeStream, `{"StreamARN":"arn:aws:kinesisvideo:us-west-2:123456789012:channel/none/1"}`, 400, kvsproto.ErrCodeInvalidArgument},
+		{"storage status missing", kvsproto.PathUpdateMediaStorageConfiguration, `{"ChannelARN":"arn:aws:kinesisvideo:us-west-2:123456789012:channel/none/1","MediaStorageConfiguration":{}}`, 400, kvsproto.ErrCodeInvalidArgument},
 		{"wrong case path", "/CreateSignalingChannel", `{}`, 404, kvsproto.ErrCodeUnknownOperation},
 		{"bad Service", kvsproto.PathGetIceServerConfig, `{"ChannelARN":"x","Service":"STUN"}`, 400, kvsproto.ErrCodeInvalidArgument},
 	}

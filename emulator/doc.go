@@ -2,8 +2,11 @@
 // service that the official AWS clients accept: the kinesisvideo control plane
 // (REST-JSON, SigV4), the signaling HTTPS API (GetIceServerConfig backed by a
 // real embedded TURN server, SendAlexaOfferToMaster), and the WSS data plane
-// (ConnectAsMaster / ConnectAsViewer with presigned URLs), all on one
-// listener, plus an admin API under /_kvsrtc/ for fault injection.
+// (ConnectAsMaster / ConnectAsViewer with presigned URLs), the Kinesis video
+// stream control plane and media storage configuration with the WebRTC
+// Storage API (JoinStorageSession, JoinStorageSessionAsViewer; the storage
+// session's media is not emulated yet, see Server.StorageSessions), all on
+// one listener, plus an admin API under /_kvsrtc/ for fault injection.
 //
 // It is meant to be used like net/http/httptest in other programs' tests,
 // and by the "kvsrtc local" command:

@@ -25,6 +25,13 @@ func FuzzControlPlaneBody(f *testing.F) {
 		`{"ChannelARN":"x","ClientId":"a b","Service":"TURN","Username":"u"}`, `{} trailing`, "{\"ChannelName\":\"\xff\"}",
 		`{"ChannelARN":"ARN_FIXED","CurrentVersion":"abc","SingleMasterConfiguration":{"MessageTtlSeconds":120}}`,
 		`{"ResourceARN":"ARN_FIXED","Tags":[{"Key":"k","Value":"v"}]}`, `{"ChannelARN":"ARN_FIXED","Service":"TURN"}`,
+		`{"StreamName":"s","DataRetentionInHours":1,"MediaType":"video/h264,audio/aac","Tags":{"k":"v"}}`,
+		`{"StreamName":"s","MediaType":"a/b,","StreamStorageConfiguration":{"DefaultStorageTier":"COLD"},"Tags":{}}`,
+		`{"StreamARN":"arn:aws:kinesisvideo:us-west-2:123456789012:stream/s/1","CurrentVersion":"x"}`,
+		`{"StreamNameCondition":{"ComparisonOperator":"BEGINS_WITH","ComparisonValue":"s"},"MaxResults":1}`,
+		`{"ChannelARN":"ARN_FIXED","MediaStorageConfiguration":{"Status":"ENABLED","StreamARN":"arn:aws:kinesisvideo:us-west-2:123456789012:stream/s/1"}}`,
+		`{"ChannelARN":"ARN_FIXED","MediaStorageConfiguration":{"Status":"DISABLED"}}`,
+		`{"channelArn":"ARN_FIXED"}`, `{"channelArn":"ARN_FIXED","clientId":"AWS_x"}`, `{"channelArn":5}`,
 	}
 	paths := make([]string, 0, len(operations))
 	for p := range operations {

@@ -26,26 +26,43 @@ const (
 	pathAdmin    = "/_kvsrtc/"
 )
 
+// apiKind is the AWS API an operation belongs to; it decides the error
+// format (writeAPIError).
+type apiKind int
+
+const (
+	apiControl   apiKind = iota // kinesisvideo 2017-09-30
+	apiSignaling                // kinesis-video-signaling 2019-12-04
+	apiStorage                  // kinesis-video-webrtc-storage 2018-05-10
+)
+
 // operation is one REST operation.
 type operation struct {
-	name      string
-	signaling bool // signaling HTTPS API (2019-12-04) rather than the control plane
-	handle    func(s *Server, r *http.Request, body []byte) (any, *apiError)
+	name   string
+	api    apiKind
+	handle func(s *Server, r *http.Request, body []byte) (any, *apiError)
 }
 
 var operations = map[string]operation{
-	kvsproto.PathCreateSignalingChannel:            {"CreateSignalingChannel", false, (*Server).opCreate},
-	kvsproto.PathDescribeSignalingChannel:          {"DescribeSignalingChannel", false, (*Server).opDescribe},
-	kvsproto.PathListSignalingChannels:             {"ListSignalingChannels", false, (*Server).opList},
-	kvsproto.PathUpdateSignalingChannel:            {"UpdateSignalingChannel", false, (*Server).opUpdate},
-	kvsproto.PathDeleteSignalingChannel:            {"DeleteSignalingChannel", false, (*Server).opDelete},
-	kvsproto.PathGetSignalingChannelEndpoint:       {"GetSignalingChannelEndpoint", false, (*Server).opGetEndpoint},
-	kvsproto.PathTagResource:                       {"TagResource", false, (*Server).opTag},
-	kvsproto.PathUntagResource:                     {"UntagResource", false, (*Server).opUntag},
-	kvsproto.PathListTagsForResource:               {"ListTagsForResource", false, (*Server).opListTags},
-	kvsproto.PathDescribeMediaStorageConfiguration: {"DescribeMediaStorageConfiguration", false, (*Server).opDescribeMediaStorage},
-	kvsproto.PathGetIceServerConfig:                {"GetIceServerConfig", true, (*Server).opGetIceServerConfig},
-	kvsproto.PathSendAlexaOfferToMaster:            {"SendAlexaOfferToMaster", true, (*Server).opSendAlexaOffer},
+	kvsproto.PathCreateSignalingChannel:            {"CreateSignalingChannel", apiControl, (*Server).opCreate},
+	kvsproto.PathDescribeSignalingChannel:          {"DescribeSignalingChannel", apiControl, (*Server).opDescribe},
+	kvsproto.PathListSignalingChannels:             {"ListSignalingChannels", apiControl, (*Server).opList},
+	kvsproto.PathUpdateSignalingChannel:            {"UpdateSignalingChannel", apiControl, (*Server).opUpdate},
+	kvsproto.PathDeleteSignalingChannel:            {"DeleteSignalingChannel", apiControl, (*Server).opDelete},
+	kvsproto.PathGetSignalingChannelEndpoint:       {"GetSignalingChannelEndpoint", apiControl, (*Server).opGetEndpoint},
+	kvsproto.PathTagResource:                       {"TagResource", apiControl, (*Server).opTag},
+	kvsproto.PathUntagResource:                     {"UntagResource", apiControl, (*Server).opUntag},
+	kvsproto.PathListTagsForResource:               {"ListTagsForResource", apiControl, (*Server).opListTags},
+	kvsproto.PathDescribeMediaStorageConfiguration: {"DescribeMediaStorageConfiguration", apiControl, (*Server).opDescribeMediaStorage},
+	kvsproto.PathCreateStream:                      {"CreateStream", apiControl, (*Server).opCreateStream},
+	kvsproto.PathDescribeStream:                    {"DescribeStream", apiControl, (*Server).opDescribeStream},
+	kvsproto.PathListStreams:                       {"ListStreams", apiControl, (*Server).opListStreams},
+	kvsproto.PathDeleteStream:                      {"DeleteStream", apiControl, (*Server).opDeleteStream},
+	kvsproto.PathUpdateMediaStorageConfiguration:   {"UpdateMediaStorageConfiguration", apiControl, (*Server).opUpdateMediaStorage},
+	kvsproto.PathJoinStorageSession:                {"JoinStorageSession", apiStorage, (*Server).opJoinStorageSession},
+	kvsproto.PathJoinStorageSessionAsViewer:        {"JoinStorageSessionAsViewer", apiStorage, (*Server).opJoinStorageSessionAsViewer},
+	kvsproto.PathGetIceServerConfig:                {"GetIceServerConfig", apiSignaling, (*Server).opGetIceServerConfig},
+	kvsproto.PathSendAlexaOfferToMaster:            {"SendAlexaOfferToMaster", apiSignaling, (*Server).opSendAlexaOffer},
 }
 
 func knownOperation(name string) bool {
@@ -91,7 +108,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok || r.Method != http.MethodPost {
 		s.log.Info("request rejected", "method", r.Method, "path", p, "code", kvsproto.ErrCodeUnknownOperation, "remote", r.RemoteAddr, "request_id", reqID)
 		writeAPIError(w, &apiError{http.StatusNotFound, kvsproto.ErrCodeUnknownOperation,
-			fmt.Sprintf("No operation matches %s %s; the control plane takes POST /createSignalingChannel etc., the signaling API POST /v1/get-ice-server-config.", r.Method, p)}, false)
+			fmt.Sprintf("No operation matches %s %s; the control plane takes POST /createSignalingChannel etc., the signaling API POST /v1/get-ice-server-config, the storage API POST /joinStorageSession.", r.Method, p)}, apiControl)
 		return
 	}
 	body, e := readBody(w, r)
@@ -113,7 +130,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		} else {
 			s.log.Info(lvl, "operation", op.name, "status", e.Status, "code", e.Code, "reason", e.Message, "remote", r.RemoteAddr, "request_id", reqID)
 		}
-		writeAPIError(w, e, op.signaling)
+		writeAPIError(w, e, op.api)
 		return
 	}
 	s.log.Debug("request", "operation", op.name, "remote", r.RemoteAddr, "request_id", reqID)

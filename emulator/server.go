@@ -35,6 +35,7 @@ type Server struct {
 	wsScheme string // ws or wss
 	hub      *hub.Hub
 	store    *store
+	sessions *storageSessions
 	turn     *turnServer
 	tls      *tlsMaterial
 	verifier *sigv4.Verifier
@@ -138,6 +139,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
+	s.sessions = newStorageSessions(s.log.With("component", "storage"), cfg.StorageMaxViewers)
 	s.hub = hub.New(hub.Config{
 		MaxViewers:    cfg.MaxViewers,
 		DisableQuotas: cfg.DisableQuotas,
@@ -429,6 +431,9 @@ type Stats struct {
 	RSSBytes        int64  `json:"rssBytes"`
 	HeapBytes       uint64 `json:"heapBytes"`
 	ClockSkew       string `json:"clockSkew"`
+	// StorageSessions counts channels with a recorded storage session
+	// (JoinStorageSession / JoinStorageSessionAsViewer; no media yet).
+	StorageSessions int `json:"storageSessions"`
 }
 
 // Stats returns the current counters.
@@ -440,7 +445,8 @@ func (s *Server) Stats() Stats {
 	st := Stats{
 		Channels: s.store.count(), Connections: n, Masters: hs.Masters, Viewers: hs.Viewers,
 		Routed: hs.Routed, Buffered: hs.Buffered, Expired: hs.Expired, Dropped: hs.Dropped, Errors: hs.Errors,
-		ClockSkew: time.Duration(s.skew.Load()).String(),
+		ClockSkew:       time.Duration(s.skew.Load()).String(),
+		StorageSessions: len(s.sessions.snapshot()),
 	}
 	if s.turn != nil {
 		st.TURNAllocations = s.turn.allocations()

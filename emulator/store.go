@@ -26,6 +26,9 @@ type channel struct {
 	TTLSeconds     int               `json:"messageTtlSeconds"`
 	Version        string            `json:"version"`
 	Tags           map[string]string `json:"tags,omitempty"`
+	// StorageStreamARN is the stream of an ENABLED media storage
+	// configuration ("" = DISABLED). The stream may have been deleted since.
+	StorageStreamARN string `json:"storageStreamArn,omitempty"`
 }
 
 func (c *channel) info() kvsproto.ChannelInfo {
@@ -58,6 +61,7 @@ func (c *channel) clone() *channel {
 type storeFile struct {
 	FormatVersion int        `json:"formatVersion"`
 	Channels      []*channel `json:"channels"`
+	Streams       []*stream  `json:"streams,omitempty"`
 }
 
 const storeFormatVersion = 1
@@ -76,15 +80,22 @@ type store struct {
 	region      string
 	account     string
 	maxChannels int
+
+	streams      map[string]*stream // by name
+	streamsByARN map[string]*stream
+	lastStreamMs map[string]int64 // per name: the newest creation time ever used
 }
 
 func newStore(dataDir, region, account string) (*store, error) {
 	s := &store{
-		byName:     map[string]*channel{},
-		byARN:      map[string]*channel{},
-		lastMillis: map[string]int64{},
-		region:     region,
-		account:    account,
+		byName:       map[string]*channel{},
+		byARN:        map[string]*channel{},
+		lastMillis:   map[string]int64{},
+		streams:      map[string]*stream{},
+		streamsByARN: map[string]*stream{},
+		lastStreamMs: map[string]int64{},
+		region:       region,
+		account:      account,
 	}
 	s.maxChannels = maxChannelsSmall
 	if region == "us-east-1" || region == "us-west-2" {
@@ -147,7 +158,7 @@ func (s *store) load(dataDir string) error {
 		s.byARN[c.ARN] = c
 		s.lastMillis[c.Name] = c.CreationMillis
 	}
-	return nil
+	return s.loadStreams(f.Streams)
 }
 
 // setURL records the service's URL in the data directory's lock file.
@@ -172,6 +183,10 @@ func (s *store) persist() error {
 		f.Channels = append(f.Channels, c)
 	}
 	sort.Slice(f.Channels, func(i, j int) bool { return f.Channels[i].Name < f.Channels[j].Name })
+	for _, st := range s.streams {
+		f.Streams = append(f.Streams, st)
+	}
+	sort.Slice(f.Streams, func(i, j int) bool { return f.Streams[i].Name < f.Streams[j].Name })
 	raw, err := json.MarshalIndent(&f, "", "  ")
 	if err != nil {
 		return err

@@ -387,6 +387,7 @@ func (c *wsConn) run(ws *websocket.Conn, nc net.Conn, m *hub.Member) {
 
 	c.done.Store(true)
 	m.Leave()
+	c.s.sessions.left(m.ChannelARN(), m.Role(), m.ClientID(), c.s.now())
 	idle.Stop()
 	goAway.Stop()
 	maxDur.Stop()

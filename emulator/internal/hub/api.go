@@ -213,6 +213,12 @@ func (h *Hub) Inject(f Fault) (int, error) { return h.impl.inject(f) }
 // buffered messages (the channel was deleted).
 func (h *Hub) CloseChannel(channelARN string) { h.impl.closeChannel(channelARN) }
 
+// Connected reports whether the channel has a joined master (role MASTER)
+// or a joined viewer with this client id (role VIEWER).
+func (h *Hub) Connected(channelARN string, role kvsproto.Role, clientID string) bool {
+	return h.impl.connected(channelARN, role, clientID)
+}
+
 // Stats returns the counters.
 func (h *Hub) Stats() Stats { return h.impl.stats() }
 

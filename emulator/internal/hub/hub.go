@@ -194,6 +194,21 @@ func (h *hubImpl) lockChannel(arn string, ttl time.Duration, now time.Time) (*ch
 	}
 }
 
+func (h *hubImpl) connected(arn string, role kvsproto.Role, clientID string) bool {
+	h.mu.RLock()
+	ch := h.channels[arn]
+	h.mu.RUnlock()
+	if ch == nil {
+		return false
+	}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if role == kvsproto.RoleMaster {
+		return ch.master != nil
+	}
+	return clientID != "" && ch.viewers[clientID] != nil
+}
+
 // maybeRemove drops ch from the map if it is idle.
 func (h *hubImpl) maybeRemove(ch *channel) {
 	h.mu.Lock()
