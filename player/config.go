@@ -75,6 +75,16 @@ type Config struct {
 	// ICE candidates, for tests and demos where camera, server and browser
 	// share one machine and no traffic may leave loopback.
 	LoopbackOnly bool
+	// NoTalk takes the push-to-talk button off the built-in pages. With it
+	// (the default) every offer carries a send-receive audio section
+	// without a track; the browser asks for the microphone only while the
+	// button is held. A camera that takes no talk-back declines it in its
+	// answer and the button says so; video is not affected.
+	NoTalk bool
+	// Data opens a data channel in every offer of the built-in pages and
+	// gives each tile a console for it (hidden until its Data button is
+	// pressed, or ?console=1): type a line to send it, see what comes back.
+	Data bool
 
 	// PresignExpiry is the lifetime of the presigned signaling URLs handed
 	// to browsers (0: 60 s; at most 299 s, the JS SDK's value).

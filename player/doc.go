@@ -19,6 +19,15 @@
 // after a click). Both inline scripts (and the inline style sheet) are
 // allowed by their hashes in the Content-Security-Policy; nothing else runs.
 //
+// Two-way: every offer of the page carries a send-receive audio section
+// without a track, for its push-to-talk button (Config.NoTalk takes it
+// off), and with Config.Data a data channel with a console (hidden until
+// its Data button or ?console=1). The microphone is asked for only while
+// the button is held and its track is stopped on release; a camera that
+// takes neither declines them in its answer and the page says so, in the
+// Go viewer's words. Permissions-Policy allows the microphone for the
+// player's origin only.
+//
 // The page's retry policy follows retry.Policy: a bounded wait for the
 // answer and for the first frame, retries with jittered exponential backoff,
 // a fresh session per attempt and a complete teardown of the previous one;
@@ -50,13 +59,13 @@
 // may watch); TokenAuthorizer and CallbackAuthorizer delegate that
 // decision to short-lived tokens signed by the app (SignToken) or to an
 // HTTP callback of the app, as kvsrtc serve --api-only does. The element
-// runs the built-in pages' own scripts (signaling.js, api.js, player.js:
+// runs the built-in pages' own scripts (signaling.js, api.js, twoway.js, player.js:
 // one implementation of the connect policy) in a shadow root, under a
 // strict Content-Security-Policy; see docs/EMBED.md.
 //
 // Endpoints:
 //
-//	GET  /               the player (?channel=NAME, ?stats=1), or the channel list
+//	GET  /               the player (?channel=NAME, ?stats=1, ?console=1), or the channel list
 //	GET  /grid           every channel (or ?channel=A&channel=B) in a grid
 //	GET  /login, POST /login
 //	POST /api/session    {"channel"} -> Session; {"channel","renew":clientId} renews its URL

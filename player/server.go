@@ -46,13 +46,18 @@ const (
 
 // appSources are the player's script files, joined in this order into one
 // inline script (they share one function scope).
-var appSources = []string{"signaling.js", "api.js", "player.js", "app.js"}
+var appSources = []string{"signaling.js", "api.js", "twoway.js", "player.js", "app.js"}
 
 // Security headers of every response. The pages run only their two inline
 // scripts, allowed by their hashes; the only outside connections are the
 // signaling WebSockets.
 const contentSecurityPolicy = "default-src 'none'; script-src %s; style-src 'self' %s; img-src 'self' data:; " +
 	"media-src 'self' blob:; connect-src 'self' wss: ws:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+
+// permissionsPolicy: the pages may use the microphone (push-to-talk asks
+// for it only while its button is held), from this origin only; no frame
+// and no other origin may, and nothing else is allowed.
+const permissionsPolicy = "microphone=(self), camera=(), geolocation=(), display-capture=(), usb=(), payment=()"
 
 // maxPageSessions bounds the sessions minted while rendering one page.
 const maxPageSessions = 16
@@ -293,11 +298,15 @@ type pageConfig struct {
 	Channels     []string   `json:"channels"`
 	Policy       pagePolicy `json:"policy"`
 	LoopbackOnly bool       `json:"loopbackOnly,omitempty"`
+	// Talk: push-to-talk (a send-receive audio transceiver in every offer).
+	Talk bool `json:"talk,omitempty"`
+	// Data: a data channel in every offer, and its console.
+	Data bool `json:"data,omitempty"`
 }
 
 func (s *Server) pageConfig() pageConfig {
 	p := s.policy
-	return pageConfig{Channels: s.cfg.Channels, LoopbackOnly: s.cfg.LoopbackOnly, Policy: pagePolicy{
+	return pageConfig{Channels: s.cfg.Channels, LoopbackOnly: s.cfg.LoopbackOnly, Talk: !s.cfg.NoTalk, Data: s.cfg.Data, Policy: pagePolicy{
 		AnswerTimeoutMs: p.AnswerTimeout.Milliseconds(), MediaTimeoutMs: p.MediaTimeout.Milliseconds(),
 		MaxAttempts: p.MaxAttempts, BackoffBaseMs: p.BackoffBase.Milliseconds(), BackoffCapMs: p.BackoffCap.Milliseconds(),
 		NoJitter: p.NoJitter, BudgetMs: p.TotalBudget.Milliseconds(),
@@ -334,6 +343,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+	h.Set("Permissions-Policy", permissionsPolicy)
 	if s.proxies.https(r) {
 		// Browsers that once reached the player over HTTPS never try it in
 		// clear again (where the cookie and the token could be read).

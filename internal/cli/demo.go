@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -40,12 +41,14 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 		web      string
 		duration time.Duration
 		codec    string
+		talkDir  string
 		lf       logFlags
 	)
 	fs.StringVar(&listen, "listen", defaultLocalListen, "address of the local KVS service (a free port is used if this one is taken)")
 	fs.StringVar(&web, "web", defaultServeListen, `address of the web player (a free port is used if this one is taken; "-" for none)`)
 	fs.DurationVar(&duration, "duration", 0, "stop after the viewer has streamed this long (default: until Ctrl-C)")
 	fs.StringVar(&codec, "codec", "H264", "video codec of the test pattern: H264 or VP8")
+	fs.StringVar(&talkDir, "talkback-dir", "", "where the camera records what viewers say with push-to-talk (one Ogg/Opus file per viewer; default: a new temporary directory, kept)")
 	lf.registerLevel(fs, "warn")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -81,12 +84,26 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 
-	// 2. The camera: a master sending the embedded test pattern.
+	// 2. The camera: a master sending the embedded test pattern, recording
+	// talk-back and echoing data channel messages.
+	if talkDir == "" {
+		if talkDir, err = os.MkdirTemp("", "kvsrtc-demo-talkback-"); err != nil {
+			return fmt.Errorf("a directory for talk-back recordings: %w (give one with --talkback-dir)", err)
+		}
+		// Kept with its recordings; removed if nobody talked (Remove
+		// fails on a directory that is not empty).
+		defer func(dir string) { _ = os.Remove(dir) }(talkDir)
+	}
+	talkback, err := master.RecordTalkback(talkDir)
+	if err != nil {
+		return fmt.Errorf("--talkback-dir %s: %w", talkDir, err)
+	}
 	src, err := media.NewTestSource(vc, media.SourceConfig{})
 	if err != nil {
 		return err
 	}
-	m, err := master.New(master.Config{Channel: demoChannel, Control: ctl, Video: src, LoopbackOnly: true, Logger: log.With("component", "master")})
+	m, err := master.New(master.Config{Channel: demoChannel, Control: ctl, Video: src, LoopbackOnly: true, Logger: log.With("component", "master"),
+		Talkback: talkback, EchoData: true})
 	if err != nil {
 		_ = src.Close()
 		return err
@@ -99,6 +116,7 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 	defer cancel()
 
 	fmt.Fprintf(env.Stdout, "kvsrtc demo: local KVS service at %s, camera (%s test pattern) on channel %q\n", srv.URL(), vc, demoChannel)
+	fmt.Fprintf(env.Stdout, "kvsrtc demo: the camera records what viewers say (push-to-talk) in %s and echoes data channel messages\n", talkDir)
 
 	// 3. The web player, on a generated access token. With a free port for
 	// the service (--listen HOST:0) it gets a free port too.
@@ -112,7 +130,8 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 		if err != nil {
 			return err
 		}
-		pcfg := player.Config{Control: ctl, Channels: []string{demoChannel}, Auth: token, LoopbackOnly: true, Logger: log.With("component", "player")}
+		// The page: push-to-talk (on by default) and the data console.
+		pcfg := player.Config{Control: ctl, Channels: []string{demoChannel}, Auth: token, LoopbackOnly: true, Data: true, Logger: log.With("component", "player")}
 		p, err := startPlayer(ctx, pcfg, web, nil)
 		if err != nil && web == defaultServeListen && errors.Is(err, syscall.EADDRINUSE) {
 			p, err = startPlayer(ctx, pcfg, "127.0.0.1:0", nil)
@@ -124,6 +143,7 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 		defer cancel()
 		fmt.Fprintf(env.Stdout, "kvsrtc demo: live video in your browser: %s\n", p.signInURL(demoSignInTTL))
 		fmt.Fprintf(env.Stdout, "kvsrtc demo: (a one-time link; other browsers sign in with the token %s)\n", token)
+		fmt.Fprintf(env.Stdout, "kvsrtc demo: in the page, hold \"Hold to talk\" to talk to the camera; \"Data\" opens the data channel console\n")
 	}
 
 	// 4. The viewer, with its live status.
@@ -175,6 +195,8 @@ func printNext(w io.Writer, srv *emulator.Server) {
 Video is flowing. While this runs, in another terminal:
   export %s
   go run ./cmd/kvsrtc view --channel %[2]s --loopback-only --record demo.mkv --duration 5s
+  go run ./cmd/kvsrtc view --channel %[2]s --loopback-only --talk tone --data --duration 5s
+      (talks to the camera, which records it in the talk-back directory above; type lines: they come back)
   aws kinesisvideo describe-signaling-channel --channel-name %[2]s
   curl -X POST -H "Authorization: Bearer $%[4]s" %[3]s/_kvsrtc/faults -d 'drop,action=SDP_ANSWER,count=1,channel=%[2]s'
       (the next viewer's answer is lost; watch it recover on its second attempt)

@@ -33,9 +33,10 @@ function play(channels, cls) {
   box.className = cls;
   app.append(box);
   for (const c of channels) {
-    const p = new Player(view(box, c), c, config.policy, config.loopbackOnly, { api: pageApi });
+    const p = new Player(view(box, c), c, config.policy, config.loopbackOnly, { api: pageApi, talk: !!config.talk, data: !!config.data });
     players.push(p);
     if (params.get('stats') === '1') p.toggleStats(true);
+    if (params.get('console') === '1') p.two.toggleConsole(true);
     // The clock for the time to first frame starts at navigation.
     p.start(0);
   }

@@ -149,7 +149,10 @@
       e.closeCode = ev.code;
     };
     e.pc.addTransceiver('video', { direction: 'recvonly' });
-    e.pc.addTransceiver('audio', { direction: 'recvonly' });
+    // Push-to-talk and the data channel are in the first offer (no track
+    // and no microphone until the button is pressed: see twoway.js).
+    e.pc.addTransceiver('audio', { direction: cfg.talk ? 'sendrecv' : 'recvonly' });
+    if (cfg.data) e.dc = e.pc.createDataChannel('kvsDataChannel');
     e.pc.ontrack = (ev) => {
       if (ev.receiver && 'jitterBufferTarget' in ev.receiver) ev.receiver.jitterBufferTarget = 0;
       e.tracks.push(ev);

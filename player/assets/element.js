@@ -52,16 +52,20 @@ const knobs = {
 /**
  * <kvs-viewer channel="front-door" [endpoint="/cams/"] [muted] [controls]
  *   [stats] [token="..."] [manual] [answer-timeout="2.5s"] [max-attempts="5"]
- *   [late-answer-window="12s"] [stall-timeout="5s"]>
+ *   [late-answer-window="12s"] [stall-timeout="5s"] [talk] [data]>
  *
  * Plays one camera. It connects when it is put in the document (unless
- * manual) and closes completely when it is taken out. Events (CustomEvent,
- * detail): state {state, info}, first-frame {ms}, failed {cause, title,
- * message, advice, retryable}, stats {resolution, fps, bitrate, ...}.
+ * manual) and closes completely when it is taken out. talk adds a
+ * push-to-talk button (the microphone is asked for only while it is held),
+ * data a data channel and its console; both are negotiated in the offer,
+ * so changing them reconnects. Events (CustomEvent, detail): state {state,
+ * info}, first-frame {ms}, failed {cause, title, message, advice,
+ * retryable}, stats {resolution, fps, bitrate, ...}, talk {live},
+ * message {data}, declined {what: 'talk' | 'data', message}.
  */
 class KvsViewerElement extends HTMLElement {
   static get observedAttributes() {
-    return ['channel', 'endpoint', 'muted', 'controls', 'stats', 'token'];
+    return ['channel', 'endpoint', 'muted', 'controls', 'stats', 'token', 'talk', 'data'];
   }
 
   constructor() {
@@ -120,6 +124,34 @@ class KvsViewerElement extends HTMLElement {
     return this._player ? this._player.video : null;
   }
 
+  /** Whether the microphone is being sent (push-to-talk held). */
+  get talking() {
+    return !!(this._player && this._player.two.snapshot().talk.live);
+  }
+
+  /** Starts talking, as if the push-to-talk button were pressed: asks for
+   * the microphone (needs the talk attribute). */
+  startTalking() {
+    return this._player ? this._player.two.press() : Promise.resolve();
+  }
+
+  /** Stops talking: detaches and stops the microphone track. */
+  stopTalking() {
+    if (this._player) this._player.two.release();
+  }
+
+  /** Sends a text message on the data channel (needs the data attribute);
+   * queued while the channel is not open. False when it cannot be sent
+   * (no data channel, declined by the camera, too large). */
+  send(text) {
+    return this._player ? this._player.two.send(text) : false;
+  }
+
+  /** Shows (true), hides (false) or toggles the data channel console. */
+  toggleConsole(show) {
+    if (this._player) this._player.two.toggleConsole(show);
+  }
+
   /** A plain summary of the player (state, attempts, client ids, events). */
   snapshot() {
     return this._player ? this._player.snapshot() : { channel: this.channel, state: 'closed' };
@@ -135,7 +167,7 @@ class KvsViewerElement extends HTMLElement {
 
   attributeChangedCallback(name, old, val) {
     if (old === val || !this._player) return;
-    if (name === 'channel' || name === 'endpoint') this.connect();
+    if (name === 'channel' || name === 'endpoint' || name === 'talk' || name === 'data') this.connect();
     else this._applyAttributes();
   }
 
@@ -155,7 +187,10 @@ class KvsViewerElement extends HTMLElement {
     const p = this._player;
     if (!p) return;
     const bar = this._tile.querySelector('.bar');
-    bar.hidden = !this.hasAttribute('controls');
+    const controls = this.hasAttribute('controls');
+    // The two-way buttons show without controls too (alone in the bar).
+    bar.hidden = !controls && !p.two.talk && !p.two.data;
+    bar.classList.toggle('twoway-only', !controls);
     p.noSound = this.hasAttribute('muted');
     if (p.noSound) {
       p.video.muted = true;
@@ -179,7 +214,12 @@ class KvsViewerElement extends HTMLElement {
       api: apiClient(this.endpoint, token),
       early: false,
       statsEvents: true,
+      talk: this.hasAttribute('talk'),
+      data: this.hasAttribute('data'),
       on: {
+        talk: (live) => this._emit('talk', { live }),
+        message: (data) => this._emit('message', { data }),
+        declined: (what, message) => this._emit('declined', { what, message }),
         state: (state, info) => this._emit('state', { state, info }),
         firstFrame: (ms) => this._emit('first-frame', { ms }),
         failed: (d) => this._emit('failed', d),

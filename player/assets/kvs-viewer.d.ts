@@ -55,6 +55,31 @@ export interface KvsSnapshot {
   diagnosis?: KvsDiagnosis | null;
   status?: string;
   events?: { t: number; what: string; detail?: string }[];
+  /** Push-to-talk (the talk attribute). */
+  talk?: {
+    enabled: boolean;
+    /** Why the camera does not take talk-back, or ''. */
+    declined: string;
+    pressed: boolean;
+    /** The microphone is being sent. */
+    live: boolean;
+    /** The last microphone track's readyState ('live', 'ended'), '' before the first press. */
+    trackState: string;
+    /** How long the last press sent audio. */
+    talkMs: number;
+    button: string;
+  };
+  /** The data channel (the data attribute). */
+  data?: {
+    enabled: boolean;
+    /** Why the camera does not take a data channel, or ''. */
+    declined: string;
+    open: boolean;
+    sent: number;
+    received: number;
+    console: string;
+    status: string;
+  };
 }
 
 export interface KvsViewerEventMap extends HTMLElementEventMap {
@@ -62,19 +87,30 @@ export interface KvsViewerEventMap extends HTMLElementEventMap {
   'first-frame': CustomEvent<{ ms: number }>;
   failed: CustomEvent<KvsDiagnosis>;
   stats: CustomEvent<KvsStats>;
+  /** The microphone started (live) or stopped being sent. */
+  talk: CustomEvent<{ live: boolean }>;
+  /** A data channel message from the camera. */
+  message: CustomEvent<{ data: string | ArrayBuffer }>;
+  /** The camera's answer declined talk-back or the data channel (video goes on). */
+  declined: CustomEvent<{ what: 'talk' | 'data'; message: string }>;
 }
 
 /**
  * <kvs-viewer channel="front-door" endpoint="/cams/" muted controls stats
  *   token="..." manual answer-timeout="2.5s" max-attempts="5"
  *   late-answer-window="12s" stall-timeout="5s" media-timeout="10s"
- *   ice-restart-grace="2s">
+ *   ice-restart-grace="2s" talk data>
+ *
+ * talk: a push-to-talk button (the microphone is asked for only while it
+ * is held); data: a data channel and its console. Both are negotiated in
+ * the offer and off by default.
  *
  * Theme it with custom properties (--kvs-bg, --kvs-fg, --kvs-muted,
  * --kvs-accent, --kvs-bad, --kvs-font, --kvs-object-fit, --kvs-failure-bg,
  * --kvs-button-bg) and ::part(tile | video | status | failure |
  * failure-title | failure-message | failure-advice | failure-cause | retry |
- * stats | bar | label | unmute | stats-toggle).
+ * stats | bar | label | unmute | stats-toggle | talk | data-toggle |
+ * console | console-log | console-input | notice).
  */
 export class KvsViewerElement extends HTMLElement {
   /** The API base URL (the endpoint attribute, else the module's directory). */
@@ -85,6 +121,16 @@ export class KvsViewerElement extends HTMLElement {
   readonly state: KvsViewerState;
   readonly diagnosis: KvsDiagnosis | null;
   readonly video: HTMLVideoElement | null;
+  /** Whether the microphone is being sent (push-to-talk held). */
+  readonly talking: boolean;
+  /** Starts talking, as the held button does (needs the talk attribute): asks for the microphone. */
+  startTalking(): Promise<void>;
+  /** Stops talking: detaches and stops the microphone track. */
+  stopTalking(): void;
+  /** Sends a text message on the data channel (needs the data attribute); queued until it opens. False if it cannot be sent. */
+  send(text: string): boolean;
+  /** Shows, hides or toggles the data channel console. */
+  toggleConsole(show?: boolean): void;
   /** Connects (again) with a fresh connection. */
   connect(): void;
   /** Closes the connection completely (also done when the element leaves the document). */

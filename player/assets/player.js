@@ -51,8 +51,10 @@ class Player {
     this.el = el;
     // The API client (the built-in pages: /api/), whether to adopt the
     // bootstrap's early connection, event hooks (state, firstFrame, failed,
-    // stats), whether stats are gathered without the overlay, and whether
-    // sound stays off.
+    // stats, talk, message, declined), whether stats are gathered without
+    // the overlay, whether sound stays off, and the two-way parts to
+    // negotiate in every offer (talk: push-to-talk; data: a data channel
+    // and its console; see twoway.js).
     this.api = o.api;
     this.early = o.early !== false;
     this.on = o.on || {};
@@ -91,6 +93,7 @@ class Player {
       this.unmuteEl.hidden = true;
     });
     el.querySelector('.stats-toggle').addEventListener('click', () => this.toggleStats());
+    this.two = new TwoWay(this, { talk: o.talk, data: o.data });
     // The overlays appear with the first frame, or half a second after the
     // navigation (the page may be built late: see bootstrap.js).
     setTimeout(() => this.show(), Math.max(0, 500 - now()));
@@ -131,6 +134,7 @@ class Player {
   }
 
   stop() {
+    this.two.release();
     this.gen++;
     for (const o of this.open) o.a.close();
     this.open = [];
@@ -424,6 +428,7 @@ class Player {
       diagnosis: this.diagnosis,
       status: this.statusEl.hidden ? '' : this.statusTextEl.textContent,
       events: this.events.slice(-50),
+      ...this.two.snapshot(),
     };
   }
 }
@@ -466,6 +471,8 @@ class Attempt {
     this.lastFrameAt = 0;
     this.vfc = null;
     this.renewing = false;
+    this.talkTr = null; // the audio transceiver (talk-back: see twoway.js)
+    this.dc = null; // the data channel
   }
 
   timer(ms, fn) {
@@ -520,6 +527,7 @@ class Attempt {
     if (this.closed) return;
     this.closed = true;
     if (this.p.winner === this) this.p.winner = null;
+    this.p.two.detach(this);
     for (const t of this.timers) {
       clearTimeout(t);
       clearInterval(t);
@@ -569,7 +577,8 @@ class Attempt {
       bundlePolicy: 'max-bundle',
     }));
     pc.addTransceiver('video', { direction: 'recvonly' });
-    pc.addTransceiver('audio', { direction: 'recvonly' });
+    // Audio (send-receive with push-to-talk) and the data channel.
+    this.p.two.prepare(this, pc);
     this.wirePeer();
     // The signaling socket opens while the offer is made.
     this.openSignaling(sess.signalingUrl, true);
@@ -619,6 +628,7 @@ class Attempt {
     this.p.log('adopted', (e.answer ? 'answered' : e.sent ? 'offer sent' : e.open ? 'socket open' : 'socket opening') + ' ' + t);
     this.useSession(e.session);
     this.pc = e.pc;
+    this.p.two.adopt(this, e);
     this.wirePeer();
     this.remoteCands.push(...e.remote.splice(0));
     this.openSignaling(e.ws, true, e.messages.splice(0));
@@ -769,6 +779,7 @@ class Attempt {
 
   /** The answer is applied: wait a bounded time for the first frame. */
   afterAnswer() {
+    this.p.two.answered(this);
     if (this.played) return; // the bootstrap's element is showing frames
     this.p.setState('negotiating');
     this.mediaTimer = this.timer(this.policy.mediaTimeoutMs, () => {
@@ -971,7 +982,9 @@ class Attempt {
 /** Builds a tile for a channel inside parent and returns its element. Its
  * parts carry CSS part names (tile, video, status, failure, failure-title,
  * failure-message, failure-advice, failure-cause, retry, stats, bar,
- * label, unmute, stats-toggle) for pages that theme a <kvs-viewer>. */
+ * label, unmute, stats-toggle; with two-way, twoway.js adds talk,
+ * data-toggle, console, console-log, console-input and notice) for pages
+ * that theme a <kvs-viewer>. */
 function view(parent, channel) {
   const part = (e, name) => {
     e.setAttribute('part', name);
