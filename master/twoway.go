@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -199,8 +200,6 @@ func (r *run) readTrack(p *peer, t *webrtc.TrackRemote, recv *webrtc.RTPReceiver
 		}
 	}
 	talking := false
-	idle := time.NewTimer(time.Hour)
-	defer idle.Stop()
 	stopTalk := func() {
 		if talking {
 			talking = false
@@ -218,15 +217,20 @@ func (r *run) readTrack(p *peer, t *webrtc.TrackRemote, recv *webrtc.RTPReceiver
 	for {
 		pkt, _, err := t.ReadRTP()
 		if err != nil {
+			// While talking, a read deadline talkIdle after the last
+			// packet ends the talk (a push-to-talk release sends
+			// nothing more on a track that stays open).
+			var ne net.Error
+			if talking && errors.As(err, &ne) && ne.Timeout() {
+				stopTalk()
+				if err := t.SetReadDeadline(time.Time{}); err == nil {
+					continue
+				}
+			}
 			return
 		}
 		if sink == nil {
 			continue
-		}
-		select {
-		case <-idle.C:
-			stopTalk()
-		default:
 		}
 		if len(pkt.Payload) == 0 {
 			continue
@@ -241,7 +245,9 @@ func (r *run) readTrack(p *peer, t *webrtc.TrackRemote, recv *webrtc.RTPReceiver
 			talking = true
 			p.forward(r.peerEvents, peerEvent{p: p, tw: &twoWayNote{kind: EventTalkStarted}})
 		}
-		idle.Reset(talkIdle)
+		if err := t.SetReadDeadline(time.Now().Add(talkIdle)); err != nil {
+			r.log.Debug("cannot watch the viewer's talk-back for pauses", "viewer", p.id, "err", err)
+		}
 	}
 }
 

@@ -157,3 +157,51 @@ func TestTalkbackConfigErrors(t *testing.T) {
 		t.Fatalf("PipeTalkback(\"\"): %v", err)
 	}
 }
+
+// pausingTalk is an Opus source that talks for a while and then sends
+// nothing more, its track staying open (a push-to-talk release).
+type pausingTalk struct {
+	media.Source
+	n int
+}
+
+func (p *pausingTalk) ReadSample(ctx context.Context) (media.Sample, error) {
+	if p.n >= 50 { // 1 s of 20 ms packets
+		<-ctx.Done()
+		return media.Sample{}, ctx.Err()
+	}
+	p.n++
+	return p.Source.ReadSample(ctx)
+}
+
+// TestTalkStopsOnPause: a viewer that stops sending audio while its track
+// stays open is no longer talking after the idle time, without a packet
+// or the track's end to notice it by.
+func TestTalkStopsOnPause(t *testing.T) {
+	env := newEnv(t)
+	rec, err := master.RecordTalkback(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rm := startMaster(t, env, true, func(c *master.Config) { c.Talkback = rec })
+	tone, err := media.NewTestSource(rtc.CodecOpus, media.SourceConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := viewer.New(viewer.Config{Channel: "demo", Control: env.Control, LoopbackOnly: true, Talk: &pausingTalk{Source: tone},
+		Logger: testLogger(t).With("side", "viewer")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	started := rm.events.wait(t, 20*time.Second, "talk started", func(ev master.Event) bool { return ev.Kind == master.EventTalkStarted })
+	rm.events.wait(t, 15*time.Second, "talk stopped while the viewer stays", kindFor(master.EventTalkStopped, started.ClientID))
+	for _, ev := range rm.events.all() {
+		if ev.Kind == master.EventViewerLeft {
+			t.Fatalf("the talk stopped only because the viewer left: %v", rm.events.summary())
+		}
+	}
+}
