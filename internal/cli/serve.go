@@ -45,6 +45,8 @@ type serveFlags struct {
 	tlsKey       string
 	relay        bool
 	loopback     bool
+	noTalk       bool
+	data         bool
 	answerTO     time.Duration
 	attempts     int
 	sessionRate  float64
@@ -69,6 +71,8 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.BoolVar(&f.relay, "relay", false, "make browsers use TURN relay candidates only")
 	fs.BoolVar(&f.loopback, "loopback-only", false, "browsers send only loopback ICE candidates (local tests and demos with kvsrtc master --loopback-only)")
+	fs.BoolVar(&f.noTalk, "no-talk", false, "no push-to-talk button in the pages (the microphone is never asked for)")
+	fs.BoolVar(&f.data, "data", false, "open a data channel to the camera in every page, with a console per camera (kvsrtc master --data)")
 	fs.DurationVar(&f.answerTO, "answer-timeout", 0, "how long the page waits for the camera's answer per attempt (default 2.5s)")
 	fs.IntVar(&f.attempts, "max-attempts", 0, "attempts before the page gives up and shows the diagnosis (default 5)")
 	fs.Float64Var(&f.sessionRate, "session-rate", player.DefaultSessionRate, "sessions per second each client address may mint")
@@ -84,6 +88,9 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	if f.apiOnly {
+		if f.noTalk || f.data {
+			return fmt.Errorf("%w: --no-talk and --data shape the built-in pages; with --api-only set the talk and data attributes of <kvs-viewer> (docs/EMBED.md)", ErrUsage)
+		}
 		return runServeAPI(ctx, env, &f)
 	}
 	if f.authCallback != "" || f.tokenKeyFile != "" || f.basePath != "/" {
@@ -121,7 +128,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 		Control: ctl, Channels: f.channels, Auth: token, NoAuth: f.noAuth, ForceRelay: f.relay, LoopbackOnly: f.loopback,
 		Retry:       viewer.RetryPolicy{AnswerTimeout: f.answerTO, MaxAttempts: f.attempts},
 		SessionRate: f.sessionRate, SessionBurst: f.sessionBurst, HTTPClient: hc, Logger: log,
-		TrustedProxies: f.proxies,
+		TrustedProxies: f.proxies, NoTalk: f.noTalk, Data: f.data,
 	}
 	p, err := startPlayer(ctx, cfg, f.listen, tlsCfg)
 	if err != nil {

@@ -38,6 +38,7 @@ func TestServeUsage(t *testing.T) {
 		"api-only missing key":       {"serve", "--api-only", "--channel", "demo", "--token-key-file", "/nonexistent/kvs.key"},
 		"callback without api-only":  {"serve", "--channel", "demo", "--auth", "long-enough-token", "--auth-callback", "http://127.0.0.1:1/"},
 		"base path without api-only": {"serve", "--channel", "demo", "--auth", "long-enough-token", "--base-path", "/kvs/"},
+		"api-only with --data":       {"serve", "--api-only", "--channel", "demo", "--token-key-file", "k", "--data"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -374,5 +375,39 @@ func TestServeAPIOnly(t *testing.T) {
 	r.stop()
 	if strings.Contains(r.stderr.String(), r.srv.Credentials().SecretAccessKey) {
 		t.Fatal("the log contains the secret key")
+	}
+}
+
+// TestServeTwoWayFlags: --data and --no-talk reach the pages.
+func TestServeTwoWayFlags(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		args       []string
+		talk, data bool
+	}{
+		{"default", nil, true, false},
+		{"data, no talk", []string{"--data", "--no-talk"}, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"--listen", "127.0.0.1:0", "--channel", "demo", "--auth", "long-enough-token-1234"}, tc.args...)
+			r := startServe(t, `open (http://127\.0\.0\.1:\d+)`, args...)
+			req, err := http.NewRequestWithContext(t.Context(), "GET", r.match[1]+"/?channel=demo", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", "Bearer long-enough-token-1234")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			page := string(b)
+			if resp.StatusCode != http.StatusOK || strings.Contains(page, `"talk":true`) != tc.talk || strings.Contains(page, `"data":true`) != tc.data {
+				t.Fatalf("page %d: talk %v (want %v), data %v (want %v)", resp.StatusCode,
+					strings.Contains(page, `"talk":true`), tc.talk, strings.Contains(page, `"data":true`), tc.data)
+			}
+			r.stop()
+		})
 	}
 }
