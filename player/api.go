@@ -88,28 +88,53 @@ const diagnoseMaxAge = 3 * time.Second
 func (s *Server) api(h func(w http.ResponseWriter, r *http.Request)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
-		if ok, status := s.authorize(w, r); !ok {
-			if status == http.StatusTooManyRequests {
-				d := diagnose(cause.Throttled, "", "", 0, 0, nil)
-				d.Message = "Too many wrong tokens or stale cookies came from this address."
-				d.Advice = "Wait a minute, then sign in again with the token."
-				s.metrics.inc(s.metrics.failures, string(cause.Throttled))
-				s.apiError(w, status, d)
-				return
-			}
-			if r.Header.Get("Authorization") == "" && !hasCookie(r, cookieName) {
-				s.metrics.incAuthFailure() // a wrong one was counted by attempt
-			}
-			s.metrics.inc(s.metrics.failures, string(CauseUnauthorized))
-			w.Header().Set("WWW-Authenticate", `Bearer realm="kvsrtc"`)
-			s.apiError(w, http.StatusUnauthorized, diagnose(CauseUnauthorized, "", "", 0, 0, nil))
-			return
-		}
-		if !s.postChecks(w, r) {
+		if !s.signedIn(w, r) || !s.postChecks(w, r) {
 			return
 		}
 		h(w, r)
 	}
+}
+
+// signedIn checks r's token or cookie; when it fails it answers 401 or 429
+// with the diagnosis and returns false.
+func (s *Server) signedIn(w http.ResponseWriter, r *http.Request) bool {
+	ok, status := s.authorize(w, r)
+	if ok {
+		return true
+	}
+	if status == http.StatusTooManyRequests {
+		d := diagnose(cause.Throttled, "", "", 0, 0, nil)
+		d.Message = "Too many wrong tokens or stale cookies came from this address."
+		d.Advice = "Wait a minute, then sign in again with the token."
+		s.metrics.inc(s.metrics.failures, string(cause.Throttled))
+		s.apiError(w, status, d)
+		return false
+	}
+	if r.Header.Get("Authorization") == "" && !hasCookie(r, cookieName) {
+		s.metrics.incAuthFailure() // a wrong one was counted by attempt
+	}
+	s.metrics.inc(s.metrics.failures, string(CauseUnauthorized))
+	w.Header().Set("WWW-Authenticate", `Bearer realm="kvsrtc"`)
+	s.apiError(w, http.StatusUnauthorized, diagnose(CauseUnauthorized, "", "", 0, 0, nil))
+	return false
+}
+
+// protect serves h (a Config.Mount handler) to requests with the token or
+// the cookie, from the same origin when the browser names one (a page on
+// another site cannot drive it with the cookie). The body is h's to check.
+func (s *Server) protect(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		if !s.signedIn(w, r) {
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead && !sameOrigin(r) {
+			s.apiError(w, http.StatusForbidden, Diagnosis{Cause: CauseBadRequest, Title: "Cross-site request refused",
+				Message: "The request came from another site.", Advice: "Use the player's own pages."})
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // postChecks refuses a POST that is cross-site or not JSON, and bounds its

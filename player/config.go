@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/kvsrtc/kvsrtc/control"
@@ -86,6 +88,13 @@ type Config struct {
 	// pressed, or ?console=1): type a line to send it, see what comes back.
 	Data bool
 
+	// Mount serves more handlers behind the same token and cookie as the
+	// API, each at its path prefix (which must start and end with "/",
+	// e.g. "/whep/" for a WHEP endpoint). Requests to them must come from
+	// the same origin when the browser says where it came from. The player
+	// does not look inside them: a mounted handler checks its own input.
+	Mount map[string]http.Handler
+
 	// PresignExpiry is the lifetime of the presigned signaling URLs handed
 	// to browsers (0: 60 s; at most 299 s, the JS SDK's value).
 	PresignExpiry time.Duration
@@ -154,6 +163,16 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if _, err := parseProxies(c.TrustedProxies); err != nil {
 		return c, err
+	}
+	for prefix, h := range c.Mount {
+		switch {
+		case h == nil:
+			return c, invalid("Mount", "%s has no handler", prefix)
+		case len(prefix) < 3 || !strings.HasPrefix(prefix, "/") || !strings.HasSuffix(prefix, "/") || strings.ContainsAny(prefix, "{} \t"):
+			return c, invalid("Mount", "%q must be a path like /whep/ (starting and ending with a slash)", prefix)
+		case slices.Contains([]string{"/api/", "/assets/", "/login/", "/grid/", "/metrics/", "/healthz/", "/favicon.ico/"}, prefix):
+			return c, invalid("Mount", "%s is the player's own path", prefix)
+		}
 	}
 	if _, err := c.Retry.WithDefaults(); err != nil {
 		return c, invalid("Retry", "%v", err)

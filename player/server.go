@@ -332,6 +332,9 @@ func (s *Server) routes() {
 	// The API under /api/ is the same handler tree a Go app mounts with
 	// NewHandler (handler.go), behind the token and the cookie.
 	m.Handle("/api/", http.StripPrefix("/api", s.apiRoutes(s.api, false)))
+	for prefix, h := range s.cfg.Mount {
+		m.Handle(prefix, s.protect(h))
+	}
 	s.mux = m
 }
 

@@ -10,15 +10,19 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/kvsrtc/kvsrtc/control"
 	"github.com/kvsrtc/kvsrtc/kvsproto"
 	"github.com/kvsrtc/kvsrtc/player"
+	"github.com/kvsrtc/kvsrtc/relay"
 	"github.com/kvsrtc/kvsrtc/viewer"
+	"github.com/kvsrtc/kvsrtc/whep"
 )
 
 func init() {
@@ -47,6 +51,7 @@ type serveFlags struct {
 	loopback     bool
 	noTalk       bool
 	data         bool
+	whep         bool
 	answerTO     time.Duration
 	attempts     int
 	sessionRate  float64
@@ -72,6 +77,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	fs.BoolVar(&f.relay, "relay", false, "make browsers use TURN relay candidates only")
 	fs.BoolVar(&f.loopback, "loopback-only", false, "browsers send only loopback ICE candidates (local tests and demos with kvsrtc master --loopback-only)")
 	fs.BoolVar(&f.noTalk, "no-talk", false, "no push-to-talk button in the pages (the microphone is never asked for)")
+	fs.BoolVar(&f.whep, "whep", false, "also serve WHEP at /whep/{channel} (behind the same token or cookie): one KVS viewer per camera relayed to any number of WHEP players (docs/SCALING.md)")
 	fs.BoolVar(&f.data, "data", false, "open a data channel to the camera in every page, with a console per camera (kvsrtc master --data)")
 	fs.DurationVar(&f.answerTO, "answer-timeout", 0, "how long the page waits for the camera's answer per attempt (default 2.5s)")
 	fs.IntVar(&f.attempts, "max-attempts", 0, "attempts before the page gives up and shows the diagnosis (default 5)")
@@ -90,6 +96,9 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	if f.apiOnly {
 		if f.noTalk || f.data {
 			return fmt.Errorf("%w: --no-talk and --data shape the built-in pages; with --api-only set the talk and data attributes of <kvs-viewer> (docs/EMBED.md)", ErrUsage)
+		}
+		if f.whep {
+			return fmt.Errorf("%w: --whep goes with the built-in player, not --api-only (a Go app mounts whep.NewHandler itself)", ErrUsage)
 		}
 		return runServeAPI(ctx, env, &f)
 	}
@@ -130,11 +139,22 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 		SessionRate: f.sessionRate, SessionBurst: f.sessionBurst, HTTPClient: hc, Logger: log,
 		TrustedProxies: f.proxies, NoTalk: f.noTalk, Data: f.data,
 	}
+	if f.whep {
+		h, closeRelay, err := f.whepHandler(ctl, hc, log)
+		if err != nil {
+			return err
+		}
+		defer closeRelay()
+		cfg.Mount = map[string]http.Handler{whepPrefix: h}
+	}
 	p, err := startPlayer(ctx, cfg, f.listen, tlsCfg)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "kvsrtc serve: channels %s at %s\n", strings.Join(p.srv.Channels(), ", "), p.baseURL)
+	if f.whep {
+		fmt.Fprintf(env.Stdout, "WHEP: %s%s{channel} (Authorization: Bearer TOKEN, or the sign-in cookie)\n", p.baseURL, whepPrefix)
+	}
 	if tlsCfg == nil && len(f.proxies) == 0 && !loopbackListen(f.listen) {
 		fmt.Fprintf(env.Stdout, "warning: plain HTTP on %s: the token and the sign-in cookie cross the network in clear; "+
 			"use --tls-cert/--tls-key, or a TLS reverse proxy (--trusted-proxy), or listen on 127.0.0.1\n", f.listen)
@@ -353,4 +373,31 @@ func (f *serveFlags) tlsConfig() (*tls.Config, error) {
 		return nil, fmt.Errorf("%w: --tls-cert/--tls-key: %w (give a PEM certificate and its PEM private key)", ErrUsage, err)
 	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// whepPrefix is where kvsrtc serve --whep serves WHEP.
+const whepPrefix = "/whep/"
+
+// whepHandler builds the relay of the served channels and its WHEP
+// handler; close ends the relay's upstream sessions and peers.
+func (f *serveFlags) whepHandler(ctl *control.Client, hc *http.Client, log *slog.Logger) (http.Handler, func(), error) {
+	allowed := slices.Clone([]string(f.channels))
+	rel, err := relay.New(relay.Config{
+		Control: ctl, HTTPClient: hc, LoopbackOnly: f.loopback, Logger: log,
+		Allow: func(channel string) error {
+			if !slices.Contains(allowed, channel) {
+				return fmt.Errorf("kvsrtc serve does not serve channel %q (--channel)", channel)
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	h, err := whep.NewHandler(whep.Config{Relay: rel, Prefix: whepPrefix, Logger: log})
+	if err != nil {
+		_ = rel.Close()
+		return nil, nil, err
+	}
+	return h, func() { _ = rel.Close() }, nil
 }

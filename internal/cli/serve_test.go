@@ -20,6 +20,7 @@ import (
 	"github.com/kvsrtc/kvsrtc/internal/testutil"
 	"github.com/kvsrtc/kvsrtc/kvstest"
 	"github.com/kvsrtc/kvsrtc/player"
+	"github.com/kvsrtc/kvsrtc/whep"
 )
 
 func TestServeUsage(t *testing.T) {
@@ -39,6 +40,7 @@ func TestServeUsage(t *testing.T) {
 		"callback without api-only":  {"serve", "--channel", "demo", "--auth", "long-enough-token", "--auth-callback", "http://127.0.0.1:1/"},
 		"base path without api-only": {"serve", "--channel", "demo", "--auth", "long-enough-token", "--base-path", "/kvs/"},
 		"api-only with --data":       {"serve", "--api-only", "--channel", "demo", "--token-key-file", "k", "--data"},
+		"api-only with --whep":       {"serve", "--api-only", "--channel", "demo", "--token-key-file", "k", "--whep"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -54,6 +56,7 @@ func TestServeUsage(t *testing.T) {
 // mints sessions for its channel only, and stops cleanly.
 // runningServe is "kvsrtc serve" run by startServe.
 type runningServe struct {
+	env            *kvstest.Env
 	srv            *emulator.Server // the local service it uses
 	match          []string         // the submatches of the address line
 	stdout, stderr *testutil.Buffer
@@ -71,7 +74,7 @@ func startServe(t *testing.T, addrLine string, args ...string) *runningServe {
 	t.Setenv(authEnv, "")
 
 	ctx, cancel := context.WithCancel(t.Context())
-	r := &runningServe{srv: srv, stdout: &testutil.Buffer{}, stderr: &testutil.Buffer{}}
+	r := &runningServe{env: env, srv: srv, stdout: &testutil.Buffer{}, stderr: &testutil.Buffer{}}
 	done := make(chan int, 1)
 	go func() { done <- Main(ctx, append([]string{"serve"}, args...), nil, r.stdout, r.stderr) }()
 	var once sync.Once
@@ -409,5 +412,50 @@ func TestServeTwoWayFlags(t *testing.T) {
 			}
 			r.stop()
 		})
+	}
+}
+
+// TestServeWHEP: kvsrtc serve --whep relays a camera to a WHEP client
+// behind the same token as the rest of the player; without the token, for
+// a channel it does not serve, or from another site it refuses.
+func TestServeWHEP(t *testing.T) {
+	const token = "long-enough-token-1234"
+	r := startServe(t, `WHEP: (http://127\.0\.0\.1:\d+)/whep/\{channel\}`,
+		"--listen", "127.0.0.1:0", "--channel", "demo", "--auth", token, "--whep", "--loopback-only")
+	r.env.StartMaster(t, kvstest.MasterOptions{Channel: "demo"})
+	base := r.match[1]
+	bearer := func(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+
+	c, err := whep.Dial(ctx, base+"/whep/demo", whep.ClientConfig{LoopbackOnly: true, Header: bearer(token)})
+	if err != nil {
+		t.Fatalf("WHEP with the token: %v", err)
+	}
+	select {
+	case <-c.FirstFrame():
+	case <-ctx.Done():
+		t.Fatal("no frame through kvsrtc serve --whep within 30 s")
+	}
+	if err := c.Close(ctx); err != nil {
+		t.Errorf("DELETE: %v", err)
+	}
+
+	for _, tc := range []struct {
+		name   string
+		url    string
+		header http.Header
+		want   int
+	}{
+		{"no token", base + "/whep/demo", nil, http.StatusUnauthorized},
+		{"wrong token", base + "/whep/demo", bearer("not-the-token-at-all"), http.StatusUnauthorized},
+		{"other channel", base + "/whep/other", bearer(token), http.StatusNotFound},
+		{"other site", base + "/whep/demo", http.Header{"Authorization": {"Bearer " + token}, "Origin": {"https://evil.example"}}, http.StatusForbidden},
+	} {
+		_, err := whep.Dial(ctx, tc.url, whep.ClientConfig{LoopbackOnly: true, Header: tc.header})
+		var he *whep.HTTPError
+		if !errors.As(err, &he) || he.StatusCode != tc.want {
+			t.Errorf("%s: %v, want HTTP %d", tc.name, err, tc.want)
+		}
 	}
 }
