@@ -226,34 +226,15 @@ func (s *Server) opList(r *http.Request, body []byte) (any, *apiError) {
 	if e := decodeBody(body, &in); e != nil {
 		return nil, e
 	}
-	max := defaultListMax
-	if in.MaxResults != nil {
-		max = *in.MaxResults
-		if max < 1 || max > maxListResults {
-			return nil, errInvalidArgument(validationMsg("maxResults", fmt.Sprint(max), fmt.Sprintf("Member must have value between 1 and %d", maxListResults)))
-		}
-	}
-	after := ""
-	if in.NextToken != "" {
-		var ok bool
-		after, ok = decodeToken(in.NextToken)
-		if !ok || len(in.NextToken) > maxNextTokenLen {
-			return nil, errInvalidArgument("The NextToken is not valid; pass the NextToken of the previous ListSignalingChannels response unchanged.")
-		}
-	}
-	prefix := ""
+	var op, val string
 	if c := in.ChannelNameCondition; c != nil {
-		if c.ComparisonOperator != "" && c.ComparisonOperator != "BEGINS_WITH" {
-			return nil, errInvalidArgument(validationMsg("channelNameCondition.comparisonOperator", c.ComparisonOperator, "Member must satisfy enum value set: [BEGINS_WITH]"))
-		}
-		if c.ComparisonValue != "" {
-			if err := kvsproto.ValidateChannelName(c.ComparisonValue); err != nil {
-				return nil, invalidFrom("channelNameCondition.comparisonValue", err)
-			}
-		}
-		prefix = c.ComparisonValue
+		op, val = c.ComparisonOperator, c.ComparisonValue
 	}
-	chans, more := s.store.list(prefix, after, max)
+	page, e := parseListPage(in.MaxResults, in.NextToken, "ListSignalingChannels", "channelNameCondition", op, val, kvsproto.ValidateChannelName)
+	if e != nil {
+		return nil, e
+	}
+	chans, more := s.store.list(page.prefix, page.after, page.max)
 	out := kvsproto.ListSignalingChannelsOutput{ChannelInfoList: make([]kvsproto.ChannelInfo, len(chans))}
 	for i, c := range chans {
 		out.ChannelInfoList[i] = c.info()
@@ -262,6 +243,42 @@ func (s *Server) opList(r *http.Request, body []byte) (any, *apiError) {
 		out.NextToken = encodeToken(chans[len(chans)-1].Name)
 	}
 	return out, nil
+}
+
+// listPage is what a List call asks for: at most max names after after,
+// starting with prefix.
+type listPage struct {
+	max           int
+	after, prefix string
+}
+
+// parseListPage checks the paging and name condition of a List call
+// (ListSignalingChannels, ListStreams) as the service does.
+func parseListPage(maxResults *int, nextToken, opName, condField, condOp, condValue string, validName func(string) error) (listPage, *apiError) {
+	p := listPage{max: defaultListMax}
+	if maxResults != nil {
+		p.max = *maxResults
+		if p.max < 1 || p.max > maxListResults {
+			return p, errInvalidArgument(validationMsg("maxResults", fmt.Sprint(p.max), fmt.Sprintf("Member must have value between 1 and %d", maxListResults)))
+		}
+	}
+	if nextToken != "" {
+		var ok bool
+		p.after, ok = decodeToken(nextToken)
+		if !ok || len(nextToken) > maxNextTokenLen {
+			return p, errInvalidArgument("The NextToken is not valid; pass the NextToken of the previous " + opName + " response unchanged.")
+		}
+	}
+	if condOp != "" && condOp != "BEGINS_WITH" {
+		return p, errInvalidArgument(validationMsg(condField+".comparisonOperator", condOp, "Member must satisfy enum value set: [BEGINS_WITH]"))
+	}
+	if condValue != "" {
+		if err := validName(condValue); err != nil {
+			return p, invalidFrom(condField+".comparisonValue", err)
+		}
+	}
+	p.prefix = condValue
+	return p, nil
 }
 
 func checkVersion(v string) *apiError {

@@ -313,8 +313,15 @@ func (s *store) byARNGet(arn string) (*channel, bool) {
 func (s *store) list(prefix, after string, max int) ([]*channel, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	names := make([]string, 0, len(s.byName))
-	for n := range s.byName {
+	return listPageOf(s.byName, prefix, after, max, (*channel).clone)
+}
+
+// listPageOf returns, by name, up to max clones of the values of byName
+// whose name starts with prefix and sorts after the name after, and
+// whether more remain.
+func listPageOf[T any](byName map[string]T, prefix, after string, max int, clone func(T) T) ([]T, bool) {
+	names := make([]string, 0, len(byName))
+	for n := range byName {
 		if strings.HasPrefix(n, prefix) && n > after {
 			names = append(names, n)
 		}
@@ -324,9 +331,9 @@ func (s *store) list(prefix, after string, max int) ([]*channel, bool) {
 	if more {
 		names = names[:max]
 	}
-	out := make([]*channel, len(names))
+	out := make([]T, len(names))
 	for i, n := range names {
-		out[i] = s.byName[n].clone()
+		out[i] = clone(byName[n])
 	}
 	return out, more
 }

@@ -2,8 +2,6 @@ package emulator
 
 import (
 	"fmt"
-	"sort"
-	"strings"
 	"time"
 
 	"github.com/kvsrtc/kvsrtc/kvsproto"
@@ -138,22 +136,7 @@ func (s *store) streamByARN(arn string) (*stream, bool) {
 func (s *store) listStreams(prefix, after string, max int) ([]*stream, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	names := make([]string, 0, len(s.streams))
-	for n := range s.streams {
-		if strings.HasPrefix(n, prefix) && n > after {
-			names = append(names, n)
-		}
-	}
-	sort.Strings(names)
-	more := len(names) > max
-	if more {
-		names = names[:max]
-	}
-	out := make([]*stream, len(names))
-	for i, n := range names {
-		out[i] = s.streams[n].clone()
-	}
-	return out, more
+	return listPageOf(s.streams, prefix, after, max, (*stream).clone)
 }
 
 // removeStream deletes the stream with this ARN if version is "" or

@@ -183,34 +183,15 @@ func (s *Server) opListStreams(r *http.Request, body []byte) (any, *apiError) {
 	if e := decodeBody(body, &in); e != nil {
 		return nil, e
 	}
-	max := defaultListMax
-	if in.MaxResults != nil {
-		max = *in.MaxResults
-		if max < 1 || max > maxListResults {
-			return nil, errInvalidArgument(validationMsg("maxResults", fmt.Sprint(max), fmt.Sprintf("Member must have value between 1 and %d", maxListResults)))
-		}
-	}
-	after := ""
-	if in.NextToken != "" {
-		var ok bool
-		after, ok = decodeToken(in.NextToken)
-		if !ok || len(in.NextToken) > maxNextTokenLen {
-			return nil, errInvalidArgument("The NextToken is not valid; pass the NextToken of the previous ListStreams response unchanged.")
-		}
-	}
-	prefix := ""
+	var op, val string
 	if c := in.StreamNameCondition; c != nil {
-		if c.ComparisonOperator != "" && c.ComparisonOperator != "BEGINS_WITH" {
-			return nil, errInvalidArgument(validationMsg("streamNameCondition.comparisonOperator", c.ComparisonOperator, "Member must satisfy enum value set: [BEGINS_WITH]"))
-		}
-		if c.ComparisonValue != "" {
-			if err := kvsproto.ValidateStreamName(c.ComparisonValue); err != nil {
-				return nil, invalidFrom("streamNameCondition.comparisonValue", err)
-			}
-		}
-		prefix = c.ComparisonValue
+		op, val = c.ComparisonOperator, c.ComparisonValue
 	}
-	list, more := s.store.listStreams(prefix, after, max)
+	page, e := parseListPage(in.MaxResults, in.NextToken, "ListStreams", "streamNameCondition", op, val, kvsproto.ValidateStreamName)
+	if e != nil {
+		return nil, e
+	}
+	list, more := s.store.listStreams(page.prefix, page.after, page.max)
 	out := kvsproto.ListStreamsOutput{StreamInfoList: make([]kvsproto.StreamInfo, len(list))}
 	for i, st := range list {
 		out.StreamInfoList[i] = st.info()
