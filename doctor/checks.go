@@ -14,6 +14,7 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/kinesisvideo"
+	"github.com/aws/aws-sdk-go-v2/service/kinesisvideo/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
@@ -349,7 +350,31 @@ func (d *run) checkChannel(ctx context.Context) {
 		d.haveCh = false
 		return
 	}
-	k.pass("")
+	k.pass(d.mediaStorage(cctx, k, ch.ARN))
+}
+
+// mediaStorage adds the channel's media storage configuration (WebRTC
+// ingestion) to k and returns a note when it is enabled: the camera then
+// sends its media to a KVS storage session, and viewers normally watch
+// through that session (JoinStorageSessionAsViewer), which this doctor's
+// and kvsrtc view's peer-to-peer offer does not test.
+func (d *run) mediaStorage(ctx context.Context, k *checker, arn string) string {
+	out, err := d.ctl.Kinesisvideo().DescribeMediaStorageConfiguration(ctx, &kinesisvideo.DescribeMediaStorageConfigurationInput{ChannelARN: aws.String(arn)})
+	if err != nil {
+		k.fact("mediaStorage", "could not read: "+err.Error())
+		return ""
+	}
+	msc := out.MediaStorageConfiguration
+	if msc == nil || msc.Status != types.MediaStorageConfigurationStatusEnabled {
+		k.fact("mediaStorage", "DISABLED")
+		return ""
+	}
+	stream := aws.ToString(msc.StreamARN)
+	k.fact("mediaStorage", "ENABLED")
+	k.fact("mediaStorageStream", stream)
+	return fmt.Sprintf("WebRTC ingestion is enabled (stream %s): the camera sends its media to a KVS storage session, "+
+		"and viewers normally watch through it (JoinStorageSessionAsViewer, Multiviewer); the checks below test the "+
+		"peer-to-peer path only", stream)
 }
 
 // listChannels adds up to ten channel names of the region to k.
