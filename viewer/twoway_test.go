@@ -298,6 +298,12 @@ func TestTwoWaySurvivesReconnect(t *testing.T) {
 	for s.Stats().Frames == 0 && ectx.Err() == nil {
 		time.Sleep(20 * time.Millisecond)
 	}
+	// The first master must have taken talk-back before it stops (on a
+	// loaded machine the audio can start after the first video frame).
+	for ev1.count(master.EventTalkStarted) == 0 && ectx.Err() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // some audio for its recording
 	if err := m1.Stop(); err != nil {
 		t.Fatal(err)
 	}
