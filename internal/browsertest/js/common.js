@@ -43,3 +43,35 @@ function params() {
     credentials: { accessKeyId: q.get('accessKeyId'), secretAccessKey: q.get('secretAccessKey') },
   };
 }
+
+// The channel steps every official flow starts with, as the SDK's
+// examples do: DescribeSignalingChannel, GetSignalingChannelEndpoint (WSS
+// and HTTPS for role), GetIceServerConfig. No STUN entry is added: the KVS
+// STUN host is on the internet and the tests stay on loopback, so the local
+// service's TURN servers are used.
+async function openChannel({ region, endpoint, channelName, credentials }, role) {
+  const kinesisVideoClient = new AWS.KinesisVideo({ region, ...credentials, endpoint, correctClockSkew: true });
+  const describe = await kinesisVideoClient.describeSignalingChannel({ ChannelName: channelName }).promise();
+  const channelARN = describe.ChannelInfo.ChannelARN;
+  mark('described');
+  const endpoints = await kinesisVideoClient
+    .getSignalingChannelEndpoint({
+      ChannelARN: channelARN,
+      SingleMasterChannelEndpointConfiguration: { Protocols: ['WSS', 'HTTPS'], Role: role },
+    })
+    .promise();
+  const endpointsByProtocol = endpoints.ResourceEndpointList.reduce((acc, e) => {
+    acc[e.Protocol] = e.ResourceEndpoint;
+    return acc;
+  }, {});
+  mark('endpoints');
+  const signalingChannelsClient = new AWS.KinesisVideoSignalingChannels({
+    region,
+    ...credentials,
+    endpoint: endpointsByProtocol.HTTPS,
+    correctClockSkew: true,
+  });
+  const ice = await signalingChannelsClient.getIceServerConfig({ ChannelARN: channelARN }).promise();
+  const iceServers = ice.IceServerList.map((s) => ({ urls: s.Uris, username: s.Username, credential: s.Password }));
+  return { kinesisVideoClient, channelARN, endpointsByProtocol, iceServers };
+}

@@ -8,33 +8,10 @@
     watchFirstFrame(video);
     mark('start');
 
-    const kinesisVideoClient = new AWS.KinesisVideo({ region, ...credentials, endpoint, correctClockSkew: true });
-    const describe = await kinesisVideoClient.describeSignalingChannel({ ChannelName: channelName }).promise();
-    const channelARN = describe.ChannelInfo.ChannelARN;
-    mark('described');
-
-    const endpoints = await kinesisVideoClient
-      .getSignalingChannelEndpoint({
-        ChannelARN: channelARN,
-        SingleMasterChannelEndpointConfiguration: { Protocols: ['WSS', 'HTTPS'], Role: KVSWebRTC.Role.VIEWER },
-      })
-      .promise();
-    const endpointsByProtocol = endpoints.ResourceEndpointList.reduce((acc, e) => {
-      acc[e.Protocol] = e.ResourceEndpoint;
-      return acc;
-    }, {});
-    mark('endpoints');
-
-    const signalingChannelsClient = new AWS.KinesisVideoSignalingChannels({
-      region,
-      ...credentials,
-      endpoint: endpointsByProtocol.HTTPS,
-      correctClockSkew: true,
-    });
-    const ice = await signalingChannelsClient.getIceServerConfig({ ChannelARN: channelARN }).promise();
-    // No STUN entry: the KVS STUN host is on the internet and this test
-    // stays on loopback; the local service's TURN servers are used.
-    const iceServers = ice.IceServerList.map((s) => ({ urls: s.Uris, username: s.Username, credential: s.Password }));
+    const { kinesisVideoClient, channelARN, endpointsByProtocol, iceServers } = await openChannel(
+      { region, endpoint, channelName, credentials },
+      KVSWebRTC.Role.VIEWER,
+    );
     mark('ice-servers');
 
     const peerConnection = new RTCPeerConnection({ iceServers });

@@ -14,27 +14,10 @@
     window.result.replies = [];
     window.result.sent = 0;
 
-    const kinesisVideoClient = new AWS.KinesisVideo({ region, ...credentials, endpoint, correctClockSkew: true });
-    const describe = await kinesisVideoClient.describeSignalingChannel({ ChannelName: channelName }).promise();
-    const channelARN = describe.ChannelInfo.ChannelARN;
-    const endpoints = await kinesisVideoClient
-      .getSignalingChannelEndpoint({
-        ChannelARN: channelARN,
-        SingleMasterChannelEndpointConfiguration: { Protocols: ['WSS', 'HTTPS'], Role: KVSWebRTC.Role.VIEWER },
-      })
-      .promise();
-    const endpointsByProtocol = endpoints.ResourceEndpointList.reduce((acc, e) => {
-      acc[e.Protocol] = e.ResourceEndpoint;
-      return acc;
-    }, {});
-    const signalingChannelsClient = new AWS.KinesisVideoSignalingChannels({
-      region,
-      ...credentials,
-      endpoint: endpointsByProtocol.HTTPS,
-      correctClockSkew: true,
-    });
-    const ice = await signalingChannelsClient.getIceServerConfig({ ChannelARN: channelARN }).promise();
-    const iceServers = ice.IceServerList.map((s) => ({ urls: s.Uris, username: s.Username, credential: s.Password }));
+    const { kinesisVideoClient, channelARN, endpointsByProtocol, iceServers } = await openChannel(
+      { region, endpoint, channelName, credentials },
+      KVSWebRTC.Role.VIEWER,
+    );
 
     const peerConnection = new RTCPeerConnection({ iceServers });
     const clientId = Date.now().toString(36) + '-' + Math.random().toString(36).substring(2);
