@@ -5,7 +5,9 @@
 // exists, so it is a real non-trickle master, the behaviour of a KVS C SDK
 // camera answering a non-trickle offer. kvs_master.py is the small KVS glue
 // (signaling WebSocket, message envelope, one aiortc peer connection per
-// viewer, a generated video track); the Go tests run the local KVS service
+// viewer, a generated video track; with --two-way it also decodes the
+// viewer's talk-back audio and echoes its data channel messages); the Go
+// tests run the local KVS service
 // (package emulator), presign the master's WSS URL, fetch the channel's ICE
 // servers and hand both to the script.
 //

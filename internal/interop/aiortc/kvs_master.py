@@ -15,8 +15,12 @@ Inputs (environment, so the signature stays out of the process list):
   KVSRTC_ICE_SERVERS  JSON list of {"urls": [...], "username": ..., "credential": ...}
                       (default []; never aiortc's built-in public STUN server)
 
+With --two-way it also decodes each viewer's talk-back audio ("talk"
+events count the frames) and answers each data channel message with
+"echo:" + message ("datachannel", "message" events).
+
 Output: one JSON object per line on stdout for each event (ready, offer,
-candidate, answer, state, error); logs on stderr. The process ends on
+candidate, answer, state, error, and the two-way ones); logs on stderr. The process ends on
 SIGTERM, SIGINT or when stdin reaches EOF.
 """
 
@@ -230,6 +234,34 @@ class Peer:
             if self.pc.connectionState == "failed":
                 await self.close("ICE or DTLS failed")
 
+        if master.args.two_way:
+            @self.pc.on("track")
+            def on_track(track):
+                if track.kind == "audio":
+                    master.spawn(self.read_talk(track))
+
+            @self.pc.on("datachannel")
+            def on_datachannel(channel):
+                emit("datachannel", viewer=viewer, label=channel.label)
+
+                @channel.on("message")
+                def on_message(message):
+                    text = message if isinstance(message, str) else message.decode("utf-8", "replace")
+                    emit("message", viewer=viewer, message=text)
+                    channel.send("echo:" + text)
+
+    async def read_talk(self, track):
+        """Decodes the viewer's talk-back audio and reports how much came."""
+        frames = 0
+        try:
+            while True:
+                await track.recv()
+                frames += 1
+                if frames == 1 or frames % 50 == 0:
+                    emit("talk", viewer=self.viewer, n=frames)
+        except Exception:  # MediaStreamError when the track ends
+            emit("talk-ended", viewer=self.viewer, n=frames)
+
     async def answer(self, payload):
         t0 = time.monotonic()
         try:
@@ -381,6 +413,9 @@ def parse_args(argv):
                    help="extra seconds to wait after gathering before sending each answer")
     p.add_argument("--codec", choices=["any", "vp8", "h264"], default="any",
                    help="video codec of the answer (any: the first of the offer that aiortc supports)")
+    p.add_argument("--two-way", action="store_true",
+                   help="receive the viewers' audio (decoded and counted: 'talk' events) and echo their "
+                        "data channel messages ('echo:' + message)")
     p.add_argument("--loopback-only", action="store_true",
                    help="gather host candidates on 127.0.0.1 only and refuse non-loopback ICE servers")
     p.add_argument("--ca-file", help="CA bundle for a wss:// URL with a private certificate")
