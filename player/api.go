@@ -37,6 +37,14 @@ type Session struct {
 	ExpiresAt time.Time `json:"expiresAt"`
 	// ICEExpiresAt is when the TURN credentials expire.
 	ICEExpiresAt time.Time `json:"iceExpiresAt"`
+	// Mode is "relay" when the browser is to watch through the server's
+	// relay: then only Channel, WHEP and ICEServers are set (no client id,
+	// no signaling URL). Empty: a direct session.
+	Mode string `json:"mode,omitempty"`
+	// WHEP is the URL path of the relay's WHEP endpoint for the channel:
+	// where a relay session POSTs its offer, and (auto mode) where a direct
+	// session goes when the channel is full.
+	WHEP string `json:"whep,omitempty"`
 }
 
 // ICEServer is one RTCIceServer.
@@ -58,6 +66,11 @@ type sessionRequest struct {
 	// minted (a playing page renewing its signaling connection), instead
 	// of a fresh client id.
 	Renew string `json:"renew,omitempty"`
+	// After is the cause of the page's previous, failed attempt. In auto
+	// mode the server then checks whether the channel is full (a browser
+	// cannot read why its WebSocket was refused) and, if it is, sends the
+	// page to the relay.
+	After string `json:"after,omitempty"`
 }
 
 // diagnoseRequest is the body of POST /api/diagnose: what the page saw when
@@ -191,7 +204,7 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 
 func (s *Server) handleMetrics(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	_ = s.metrics.write(w)
+	_ = s.WriteMetrics(w)
 }
 
 func (s *Server) handleChannels(w http.ResponseWriter, r *http.Request) {
@@ -222,6 +235,12 @@ func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) {
 		s.apiError(w, http.StatusTooManyRequests, d)
 		return
 	}
+	if req.Renew == "" && s.relayed(r.Context(), req.Channel, req.After) {
+		s.metrics.inc(s.metrics.relayed, req.Channel)
+		s.log.Debug("relay session", "channel", req.Channel)
+		writeJSON(w, http.StatusOK, s.relaySession(req.Channel))
+		return
+	}
 	sess, err := s.mint(r.Context(), req.Channel, req.Renew)
 	if err != nil {
 		var bad *badRenewError
@@ -244,6 +263,36 @@ func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Debug("session minted", "channel", req.Channel, "client_id", sess.ClientID, "renewal", req.Renew != "")
 	writeJSON(w, http.StatusOK, sess)
+}
+
+// relayed reports whether a browser asking for channel goes through the
+// relay: always in relay mode; in auto mode when the channel is relayed
+// already, or when the page's previous attempt failed (after) because the
+// channel is full.
+func (s *Server) relayed(ctx context.Context, channel, after string) bool {
+	switch s.cfg.Mode {
+	case ModeRelay:
+		return true
+	case ModeAuto:
+	default:
+		return false
+	}
+	if s.cfg.Relayed != nil && s.cfg.Relayed(channel) {
+		return true
+	}
+	switch cause.Cause(after) {
+	case cause.ChannelFull:
+		return true
+	case cause.SignalingLost:
+		c, _, _ := s.probeSignaling(ctx, channel)
+		return c == cause.ChannelFull
+	}
+	return false
+}
+
+// relaySession is the session of a browser that watches through the relay.
+func (s *Server) relaySession(channel string) Session {
+	return Session{Channel: channel, Mode: string(ModeRelay), WHEP: s.cfg.WHEP + url.PathEscape(channel), ICEServers: []ICEServer{}}
 }
 
 // badRenewError refuses to renew a client id this server did not mint.
@@ -304,6 +353,9 @@ func (s *Server) mint(ctx context.Context, channel, renew string) (Session, erro
 	}
 	if s.cfg.ForceRelay {
 		sess.ICETransportPolicy = "relay"
+	}
+	if s.cfg.Mode == ModeAuto {
+		sess.WHEP = s.cfg.WHEP + url.PathEscape(channel)
 	}
 	for _, is := range ice.Servers {
 		sess.ICEServers = append(sess.ICEServers, ICEServer{URLs: is.URLs, Username: is.Username, Credential: is.Credential})

@@ -3,6 +3,7 @@ package player
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -95,6 +96,24 @@ type Config struct {
 	// does not look inside them: a mounted handler checks its own input.
 	Mount map[string]http.Handler
 
+	// Mode is how the built-in pages reach a camera: ModeDirect (the
+	// default: every browser is a viewer of the channel), ModeRelay (every
+	// browser watches through the relay at WHEP) or ModeAuto (direct until
+	// the channel is full, or at once when the channel is already relayed;
+	// see Relayed).
+	Mode Mode
+	// WHEP is the path prefix of a WHEP endpoint in Mount that relays the
+	// served channels (e.g. "/whep/"): where relay mode sends browsers.
+	// Required for ModeRelay and ModeAuto.
+	WHEP string
+	// Relayed reports, in ModeAuto, whether a channel's relay is open
+	// already; new browsers then join it instead of adding a viewer of the
+	// camera (nil: only a full channel sends browsers to the relay).
+	Relayed func(channel string) bool
+	// Metrics, if set, writes more Prometheus text after the player's own
+	// on /metrics (a relay's counters).
+	Metrics func(w io.Writer) error
+
 	// PresignExpiry is the lifetime of the presigned signaling URLs handed
 	// to browsers (0: 60 s; at most 299 s, the JS SDK's value).
 	PresignExpiry time.Duration
@@ -122,6 +141,22 @@ type Config struct {
 	// URLs use the control client's skew-corrected clock.
 	Now func() time.Time
 }
+
+// Mode is how the built-in pages reach a camera (Config.Mode).
+type Mode string
+
+// Modes.
+const (
+	// ModeDirect: each browser is a viewer of the channel (a presigned
+	// URL per connection attempt).
+	ModeDirect Mode = "direct"
+	// ModeRelay: each browser watches through the server's relay over WHEP;
+	// the server is the camera's one viewer.
+	ModeRelay Mode = "relay"
+	// ModeAuto: direct until the channel is full, then relay; relay at
+	// once for a channel that is relayed already.
+	ModeAuto Mode = "auto"
+)
 
 func invalid(field, format string, args ...any) error {
 	return fmt.Errorf("%w: %s: %s", ErrInvalidConfig, field, fmt.Sprintf(format, args...))
@@ -173,6 +208,16 @@ func (c Config) withDefaults() (Config, error) {
 		case slices.Contains([]string{"/api/", "/assets/", "/login/", "/grid/", "/metrics/", "/healthz/", "/favicon.ico/"}, prefix):
 			return c, invalid("Mount", "%s is the player's own path", prefix)
 		}
+	}
+	switch c.Mode {
+	case "":
+		c.Mode = ModeDirect
+	case ModeDirect, ModeRelay, ModeAuto:
+	default:
+		return c, invalid("Mode", "%q is not direct, relay or auto", c.Mode)
+	}
+	if c.Mode != ModeDirect && c.Mount[c.WHEP] == nil {
+		return c, invalid("WHEP", "mode %s needs the path of a WHEP endpoint in Mount (got %q)", c.Mode, c.WHEP)
 	}
 	if _, err := c.Retry.WithDefaults(); err != nil {
 		return c, invalid("Retry", "%v", err)

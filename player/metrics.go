@@ -23,6 +23,7 @@ type metrics struct {
 	mu           sync.Mutex
 	sessions     map[string]float64 // by channel: sessions minted (connection attempts)
 	renewals     map[string]float64 // by channel: signaling renewals
+	relayed      map[string]float64 // by channel: sessions sent to the relay
 	failures     map[string]float64 // by cause: failed attempts and refused requests
 	giveUps      map[string]float64 // by cause: pages that gave up
 	reconnects   map[string]float64 // by cause: recoveries while playing
@@ -37,7 +38,7 @@ type metrics struct {
 
 func newMetrics() *metrics {
 	return &metrics{
-		sessions: map[string]float64{}, renewals: map[string]float64{}, failures: map[string]float64{},
+		sessions: map[string]float64{}, renewals: map[string]float64{}, relayed: map[string]float64{}, failures: map[string]float64{},
 		giveUps: map[string]float64{}, reconnects: map[string]float64{}, firstFrames: map[string]float64{},
 		ttffCounts: make([]float64, len(ttffBuckets)),
 	}
@@ -99,6 +100,7 @@ func (m *metrics) write(w io.Writer) error {
 	}
 	labeled("kvsrtc_player_sessions_total", "counter", "Sessions minted for browsers (one per connection attempt), by channel.", "channel", m.sessions)
 	labeled("kvsrtc_player_renewals_total", "counter", "Signaling URLs renewed for a playing browser (same client id), by channel.", "channel", m.renewals)
+	labeled("kvsrtc_player_relay_sessions_total", "counter", "Browsers sent to the relay (WHEP) instead of a direct session, by channel.", "channel", m.relayed)
 	labeled("kvsrtc_player_failures_total", "counter", "Failed connection attempts and refused session requests, by cause.", "cause", m.failures)
 	labeled("kvsrtc_player_give_ups_total", "counter", "Pages that gave up and showed a diagnosis, by cause.", "cause", m.giveUps)
 	labeled("kvsrtc_player_reconnects_total", "counter", "Reconnects of a playing page (ICE restart or new session), by cause.", "cause", m.reconnects)

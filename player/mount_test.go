@@ -41,3 +41,30 @@ func TestMount(t *testing.T) {
 		}
 	}
 }
+
+// TestModeConfig: relay and auto modes need the WHEP endpoint among the
+// mounted handlers; an unknown mode is refused.
+func TestModeConfig(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusTeapot) })
+	f := newFixture(t, player.Config{}, emulator.Config{TURNDisabled: true})
+	for _, tc := range []struct {
+		name string
+		mode player.Mode
+		whep string
+		ok   bool
+	}{
+		{"default", "", "", true},
+		{"direct", player.ModeDirect, "", true},
+		{"relay", player.ModeRelay, "/whep/", true},
+		{"auto", player.ModeAuto, "/whep/", true},
+		{"relay without WHEP", player.ModeRelay, "", false},
+		{"auto with a path not mounted", player.ModeAuto, "/other/", false},
+		{"unknown", "mesh", "/whep/", false},
+	} {
+		_, err := player.New(player.Config{Control: f.ctl, Channels: []string{"cam"}, Auth: testToken,
+			Mount: map[string]http.Handler{"/whep/": h}, Mode: tc.mode, WHEP: tc.whep})
+		if tc.ok != (err == nil) || err != nil && !errors.Is(err, player.ErrInvalidConfig) {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+	}
+}

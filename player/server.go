@@ -46,7 +46,7 @@ const (
 
 // appSources are the player's script files, joined in this order into one
 // inline script (they share one function scope).
-var appSources = []string{"signaling.js", "api.js", "twoway.js", "player.js", "app.js"}
+var appSources = []string{"signaling.js", "api.js", "twoway.js", "player.js", "relay.js", "app.js"}
 
 // Security headers of every response. The pages run only their two inline
 // scripts, allowed by their hashes; the only outside connections are the
@@ -418,7 +418,10 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, h http.Handler) err
 
 // WriteMetrics writes the /metrics page (Prometheus text format) to w.
 func (s *Server) WriteMetrics(w io.Writer) error {
-	return s.metrics.write(w)
+	if err := s.metrics.write(w); err != nil || s.cfg.Metrics == nil {
+		return err
+	}
+	return s.cfg.Metrics(w)
 }
 
 // --- pages and assets -------------------------------------------------------
@@ -517,6 +520,12 @@ func (s *Server) pageSessions(r *http.Request, page string) map[string]Session {
 		}
 		if ok, _ := s.sessions.allow(s.clientKey(r)); !ok {
 			break
+		}
+		if s.relayed(ctx, c, "") {
+			// The bootstrap POSTs its offer to the relay at once.
+			s.metrics.inc(s.metrics.relayed, c)
+			out[c] = s.relaySession(c)
+			continue
 		}
 		sess, err := s.mint(ctx, c, "")
 		if err != nil {

@@ -21,6 +21,11 @@ const (
 	ContentTypeSDPFrag = "application/trickle-ice-sdpfrag"
 )
 
+// CauseHeader names, on a 503 answer to an offer, why the channel's camera
+// sent no video (a package cause name such as "no-answer" or
+// "channel-full"), for players that show it.
+const CauseHeader = "X-Kvsrtc-Cause"
+
 // EventsRel is the link relation of the server-sent events of a WHEP
 // resource (the WHEP draft's extension).
 const EventsRel = "urn:ietf:params:whep:ext:core:server-sent-events"
@@ -111,7 +116,7 @@ func (h *Handler) cors(w http.ResponseWriter) {
 	hd.Set("Access-Control-Allow-Origin", h.cfg.AllowOrigin)
 	hd.Set("Access-Control-Allow-Methods", "OPTIONS, POST, PATCH, DELETE, GET")
 	hd.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, If-Match")
-	hd.Set("Access-Control-Expose-Headers", "Location, Link, ETag, Accept-Patch")
+	hd.Set("Access-Control-Expose-Headers", "Location, Link, ETag, Accept-Patch, Retry-After, "+CauseHeader)
 }
 
 func (h *Handler) auth(w http.ResponseWriter, r *http.Request, channel string) bool {
@@ -182,6 +187,9 @@ func (h *Handler) joinError(w http.ResponseWriter, r *http.Request, channel stri
 		httpError(w, http.StatusBadRequest, "%v", err)
 	case errors.Is(err, relay.ErrUnavailable), errors.Is(err, relay.ErrClosed):
 		w.Header().Set("Retry-After", "5")
+		if ue, ok := errors.AsType[*relay.UnavailableError](err); ok && ue.Status.Cause != "" {
+			w.Header().Set(CauseHeader, string(ue.Status.Cause))
+		}
 		httpError(w, http.StatusServiceUnavailable, "%v", err)
 	case r.Context().Err() != nil:
 		// the client left; nobody reads the response

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kvsrtc/kvsrtc/player"
+	"github.com/kvsrtc/kvsrtc/relay"
 )
 
 // TestBrowserBenchmark compares, in the same Chromium and against the same
@@ -114,4 +115,83 @@ func round(v []float64) []int {
 		out[i] = int(math.Round(x))
 	}
 	return out
+}
+
+// TestBrowserBenchmarkRelay compares, in one run and the same Chromium,
+// the time from navigation to the first frame of: the player page in relay
+// mode on a warm channel (the relay is streaming before the page loads),
+// the official SDK viewer flow, the player in direct mode, and the player in
+// relay mode on a cold channel (the relay connects to the camera for the
+// page). Loads alternate, each in a fresh browser context. It runs only
+// with KVSRTC_BROWSER_BENCH=1:
+//
+//	KVSRTC_BROWSER_BENCH=1 go test -run TestBrowserBenchmarkRelay -v ./internal/browsertest
+func TestBrowserBenchmarkRelay(t *testing.T) {
+	if os.Getenv("KVSRTC_BROWSER_BENCH") == "" {
+		t.Skip("set KVSRTC_BROWSER_BENCH=1 to run the browser benchmark")
+	}
+	loads := 20
+	if v, err := strconv.Atoi(os.Getenv("KVSRTC_BROWSER_BENCH_LOADS")); err == nil && v > 0 {
+		loads = v
+	}
+	warmCh, coldCh := newChannel(t, "-warm"), newChannel(t, "-cold")
+	startMaster(t, warmCh)
+	startMaster(t, coldCh)
+	warm, _ := startRelayPlayer(t, player.ModeRelay, player.Config{Channels: []string{warmCh}, SessionBurst: 1000},
+		func(c *relay.Config) { c.Warm = []string{warmCh} })
+	cold, _ := startRelayPlayer(t, player.ModeRelay, player.Config{Channels: []string{coldCh}, SessionBurst: 1000},
+		func(c *relay.Config) { c.Linger = -1 }) // the upstream closes with the page
+	direct := startPlayer(t, player.Config{Channels: []string{warmCh}, SessionBurst: 1000})
+
+	page := func(p *playerServer, ch, want string) func() float64 {
+		return func() float64 {
+			tb := newTab(t, 40*time.Second)
+			defer tb.close()
+			tb.navigate(t, p.signIn("/login?next=/healthz"))
+			tb.navigate(t, p.url+"/?channel="+ch)
+			tb.await(t, 30*time.Second, want, describePlayers)
+			ms := tb.players(t)[0].TTFFMs
+			tb.eval(t, "window.kvsrtc.players.forEach(p => p.stop()), true", nil)
+			return ms
+		}
+	}
+	official := func() float64 {
+		tb := newTab(t, 30*time.Second)
+		defer tb.close()
+		tb.navigate(t, officialPageURL("official-viewer", warmCh))
+		tb.await(t, 20*time.Second, "window.result.error !== null || (window.result.firstFrameMs !== null && window.result.frames >= 10)", "window.result")
+		ms := *tb.officialResult(t).FirstFrameMs
+		tb.eval(t, "window.viewer.peerConnection.close(), window.viewer.signalingClient.close(), true", nil)
+		return ms
+	}
+	runs := []struct {
+		name string
+		load func() float64
+		ms   []float64
+	}{
+		{name: "kvsrtc player, relay mode, warm channel", load: page(warm, warmCh, playingRelayed)},
+		{name: "official SDK viewer flow", load: official},
+		{name: "kvsrtc player, direct mode", load: page(direct, warmCh, playing)},
+		{name: "kvsrtc player, relay mode, cold channel", load: page(cold, coldCh, playingRelayed)},
+	}
+	for i := range runs {
+		runs[i].load() // warm-up, not counted
+	}
+	for i := range loads {
+		time.Sleep(400 * time.Millisecond) // the service allows 3 viewer connects/s per channel
+		for j := range runs {
+			k := (i + j) % len(runs) // rotate the order
+			runs[k].ms = append(runs[k].ms, runs[k].load())
+		}
+	}
+	var out strings.Builder
+	fmt.Fprintf(&out, "| page | loads | median | p90 | mean | min | max | median / official |\n|---|---|---|---|---|---|---|---|\n")
+	ref := median(runs[1].ms)
+	for _, r := range runs {
+		fmt.Fprintf(&out, "| %s | %d | %s | %.2f |\n", r.name, len(r.ms), summarize(r.ms), median(r.ms)/ref)
+	}
+	t.Logf("time from navigation to the first frame (ms):\n%s", out.String())
+	for _, r := range runs {
+		t.Logf("%s: %v", r.name, round(r.ms))
+	}
 }

@@ -411,6 +411,8 @@ type snapshot struct {
 	LastCause     string            `json:"lastCause"`
 	Diagnosis     *player.Diagnosis `json:"diagnosis"`
 	Status        string            `json:"status"`
+	Relay         bool              `json:"relay"`
+	Upstream      string            `json:"upstream"`
 	Events        []struct {
 		T      float64 `json:"t"`
 		What   string  `json:"what"`

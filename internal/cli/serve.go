@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -52,6 +53,9 @@ type serveFlags struct {
 	noTalk       bool
 	data         bool
 	whep         bool
+	mode         string
+	warm         stringList
+	linger       time.Duration
 	answerTO     time.Duration
 	attempts     int
 	sessionRate  float64
@@ -78,6 +82,9 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	fs.BoolVar(&f.loopback, "loopback-only", false, "browsers send only loopback ICE candidates (local tests and demos with kvsrtc master --loopback-only)")
 	fs.BoolVar(&f.noTalk, "no-talk", false, "no push-to-talk button in the pages (the microphone is never asked for)")
 	fs.BoolVar(&f.whep, "whep", false, "also serve WHEP at /whep/{channel} (behind the same token or cookie): one KVS viewer per camera relayed to any number of WHEP players (docs/SCALING.md)")
+	fs.StringVar(&f.mode, "mode", string(player.ModeDirect), "how pages reach a camera: direct (each browser is a viewer of the channel), relay (this server is the camera's one viewer and forwards it to every browser over WHEP), auto (direct until the channel is full, then relay); relay and auto serve WHEP too (docs/SCALING.md)")
+	fs.Var(&f.warm, "warm", "with --mode relay|auto or --whep: keep this channel's relay connected to its camera even with no browser watching, so every page starts on a running stream (repeatable)")
+	fs.DurationVar(&f.linger, "linger", 0, "with --mode relay|auto or --whep: how long a channel's relay stays connected after its last browser leaves (default 30s)")
 	fs.BoolVar(&f.data, "data", false, "open a data channel to the camera in every page, with a console per camera (kvsrtc master --data)")
 	fs.DurationVar(&f.answerTO, "answer-timeout", 0, "how long the page waits for the camera's answer per attempt (default 2.5s)")
 	fs.IntVar(&f.attempts, "max-attempts", 0, "attempts before the page gives up and shows the diagnosis (default 5)")
@@ -97,8 +104,8 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 		if f.noTalk || f.data {
 			return fmt.Errorf("%w: --no-talk and --data shape the built-in pages; with --api-only set the talk and data attributes of <kvs-viewer> (docs/EMBED.md)", ErrUsage)
 		}
-		if f.whep {
-			return fmt.Errorf("%w: --whep goes with the built-in player, not --api-only (a Go app mounts whep.NewHandler itself)", ErrUsage)
+		if f.whep || f.mode != string(player.ModeDirect) || len(f.warm) > 0 || f.linger != 0 {
+			return fmt.Errorf("%w: --whep, --mode, --warm and --linger go with the built-in player, not --api-only (a Go app mounts whep.NewHandler itself)", ErrUsage)
 		}
 		return runServeAPI(ctx, env, &f)
 	}
@@ -115,6 +122,9 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	}
 	if (f.tlsCert == "") != (f.tlsKey == "") {
 		return fmt.Errorf("%w: give --tls-cert and --tls-key together", ErrUsage)
+	}
+	if err := f.checkRelayFlags(); err != nil {
+		return err
 	}
 	token, generated, err := f.token(env)
 	if err != nil {
@@ -137,21 +147,30 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 		Control: ctl, Channels: f.channels, Auth: token, NoAuth: f.noAuth, ForceRelay: f.relay, LoopbackOnly: f.loopback,
 		Retry:       viewer.RetryPolicy{AnswerTimeout: f.answerTO, MaxAttempts: f.attempts},
 		SessionRate: f.sessionRate, SessionBurst: f.sessionBurst, HTTPClient: hc, Logger: log,
-		TrustedProxies: f.proxies, NoTalk: f.noTalk, Data: f.data,
+		TrustedProxies: f.proxies, NoTalk: f.noTalk, Data: f.data, Mode: player.Mode(f.mode),
 	}
 	if f.whep {
-		h, closeRelay, err := f.whepHandler(ctl, hc, log)
+		rel, h, err := f.whepHandler(ctl, hc, log)
 		if err != nil {
 			return err
 		}
-		defer closeRelay()
+		defer func() { _ = rel.Close() }()
 		cfg.Mount = map[string]http.Handler{whepPrefix: h}
+		cfg.WHEP = whepPrefix
+		cfg.Relayed = func(channel string) bool {
+			_, open := rel.Status(channel)
+			return open
+		}
+		cfg.Metrics = func(w io.Writer) error { return rel.Stats().WritePrometheus(w) }
 	}
 	p, err := startPlayer(ctx, cfg, f.listen, tlsCfg)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "kvsrtc serve: channels %s at %s\n", strings.Join(p.srv.Channels(), ", "), p.baseURL)
+	if f.mode != string(player.ModeDirect) {
+		fmt.Fprintf(env.Stdout, "mode %s: %s\n", f.mode, modeWords[f.mode])
+	}
 	if f.whep {
 		fmt.Fprintf(env.Stdout, "WHEP: %s%s{channel} (Authorization: Bearer TOKEN, or the sign-in cookie)\n", p.baseURL, whepPrefix)
 	}
@@ -378,12 +397,48 @@ func (f *serveFlags) tlsConfig() (*tls.Config, error) {
 // whepPrefix is where kvsrtc serve --whep serves WHEP.
 const whepPrefix = "/whep/"
 
+// modeWords say what a --mode does, for the start-up lines.
+var modeWords = map[string]string{
+	string(player.ModeRelay): "this server is each camera's one viewer; every browser watches through it (WHEP)",
+	string(player.ModeAuto):  "browsers are viewers of the camera until its channel is full, then watch through this server (WHEP)",
+}
+
+// checkRelayFlags checks --mode, --warm and --linger; relay and auto
+// modes serve WHEP.
+func (f *serveFlags) checkRelayFlags() error {
+	switch player.Mode(f.mode) {
+	case player.ModeDirect:
+	case player.ModeRelay, player.ModeAuto:
+		f.whep = true
+	default:
+		return fmt.Errorf("%w: --mode %q: use direct, relay or auto", ErrUsage, f.mode)
+	}
+	if (len(f.warm) > 0 || f.linger != 0) && !f.whep {
+		return fmt.Errorf("%w: --warm and --linger shape the relay: add --mode relay, --mode auto or --whep", ErrUsage)
+	}
+	if f.linger < 0 {
+		return fmt.Errorf("%w: --linger %v must not be negative", ErrUsage, f.linger)
+	}
+	for _, c := range f.warm {
+		if !slices.Contains(f.channels, c) {
+			return fmt.Errorf("%w: --warm %s is not a served channel: add --channel %s", ErrUsage, c, c)
+		}
+	}
+	return nil
+}
+
+// relayJoinTimeout bounds how long a browser's WHEP offer waits for a cold
+// channel's camera: less than the page's own bound (its answer timeout +
+// 10 s), so the page gets the cause with the refusal.
+const relayJoinTimeout = 10 * time.Second
+
 // whepHandler builds the relay of the served channels and its WHEP
-// handler; close ends the relay's upstream sessions and peers.
-func (f *serveFlags) whepHandler(ctl *control.Client, hc *http.Client, log *slog.Logger) (http.Handler, func(), error) {
+// handler; closing the relay ends its upstream sessions and peers.
+func (f *serveFlags) whepHandler(ctl *control.Client, hc *http.Client, log *slog.Logger) (*relay.Relay, http.Handler, error) {
 	allowed := slices.Clone([]string(f.channels))
 	rel, err := relay.New(relay.Config{
-		Control: ctl, HTTPClient: hc, LoopbackOnly: f.loopback, Logger: log,
+		Control: ctl, HTTPClient: hc, LoopbackOnly: f.loopback, Logger: log, Audio: true,
+		Warm: f.warm, Linger: f.linger, JoinTimeout: relayJoinTimeout,
 		Allow: func(channel string) error {
 			if !slices.Contains(allowed, channel) {
 				return fmt.Errorf("kvsrtc serve does not serve channel %q (--channel)", channel)
@@ -399,5 +454,5 @@ func (f *serveFlags) whepHandler(ctl *control.Client, hc *http.Client, log *slog
 		_ = rel.Close()
 		return nil, nil, err
 	}
-	return h, func() { _ = rel.Close() }, nil
+	return rel, h, nil
 }

@@ -41,6 +41,11 @@ func TestServeUsage(t *testing.T) {
 		"base path without api-only": {"serve", "--channel", "demo", "--auth", "long-enough-token", "--base-path", "/kvs/"},
 		"api-only with --data":       {"serve", "--api-only", "--channel", "demo", "--token-key-file", "k", "--data"},
 		"api-only with --whep":       {"serve", "--api-only", "--channel", "demo", "--token-key-file", "k", "--whep"},
+		"api-only with --mode":       {"serve", "--api-only", "--channel", "demo", "--token-key-file", "k", "--mode", "relay"},
+		"unknown mode":               {"serve", "--channel", "demo", "--auth", "long-enough-token", "--mode", "mesh"},
+		"warm without relay":         {"serve", "--channel", "demo", "--auth", "long-enough-token", "--warm", "demo"},
+		"warm other channel":         {"serve", "--channel", "demo", "--auth", "long-enough-token", "--mode", "relay", "--warm", "other"},
+		"negative linger":            {"serve", "--channel", "demo", "--auth", "long-enough-token", "--mode", "relay", "--linger", "-1s"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -458,4 +463,60 @@ func TestServeWHEP(t *testing.T) {
 			t.Errorf("%s: %v, want HTTP %d", tc.name, err, tc.want)
 		}
 	}
+}
+
+// TestServeRelayMode: kvsrtc serve --mode relay says so, hands browsers
+// relay sessions (no client id, the WHEP endpoint of the channel) and serves
+// the relay's WHEP endpoint and counters; --warm keeps the channel's relay
+// connected before any browser comes.
+func TestServeRelayMode(t *testing.T) {
+	const token = "long-enough-token-1234"
+	r := startServe(t, `WHEP: (http://127\.0\.0\.1:\d+)/whep/\{channel\}`,
+		"--listen", "127.0.0.1:0", "--channel", "demo", "--auth", token, "--mode", "relay", "--warm", "demo", "--loopback-only")
+	r.env.StartMaster(t, kvstest.MasterOptions{Channel: "demo"})
+	base := r.match[1]
+	if out := r.stdout.String(); !strings.Contains(out, "mode relay: this server is each camera's one viewer") {
+		t.Errorf("stdout does not say the mode:\n%s", out)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, base+"/api/session", strings.NewReader(`{"channel":"demo"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sess player.Session
+	err = json.NewDecoder(resp.Body).Decode(&sess)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || sess.Mode != "relay" || sess.WHEP != "/whep/demo" || sess.ClientID != "" || sess.SignalingURL != "" {
+		t.Fatalf("session: HTTP %d, %+v, %v; want a relay session", resp.StatusCode, sess, err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	c, err := whep.Dial(ctx, base+sess.WHEP, whep.ClientConfig{LoopbackOnly: true, Header: http.Header{"Authorization": {"Bearer " + token}}})
+	if err != nil {
+		t.Fatalf("WHEP: %v", err)
+	}
+	select {
+	case <-c.FirstFrame():
+	case <-ctx.Done():
+		t.Fatal("no frame through kvsrtc serve --mode relay within 30 s")
+	}
+	req, _ = http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`kvsrtc_player_relay_sessions_total{channel="demo"} 1`, "kvsrtc_relay_"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s:\n%s", want, body)
+		}
+	}
+	_ = c.Close(ctx)
 }

@@ -55,9 +55,20 @@ function apiClient(base, token) {
   };
   return {
     /** A fresh session (new client id, presigned URL, ICE servers), or a
-     * renewed signaling URL for clientId when renew is given. */
-    session(channel, renew) {
-      return post('session', renew ? { channel, renew } : { channel });
+     * renewed signaling URL for clientId when renew is given. after is the
+     * cause of the page's failed attempt (auto mode: the server checks
+     * whether the channel is full). A session with mode "relay" names the
+     * relay's WHEP endpoint to use instead. */
+    session(channel, renew, after) {
+      const body = { channel };
+      if (renew) body.renew = renew;
+      if (after) body.after = after;
+      return post('session', body);
+    },
+    /** The headers that authenticate a request of the page's own (WHEP). */
+    async headers() {
+      const t = token ? await token() : '';
+      return t ? { Authorization: 'Bearer ' + t } : {};
     },
     /** The server's diagnosis of a failure the page gives up on. */
     diagnose(report) {

@@ -71,8 +71,60 @@
     else v.addEventListener('playing', first, { once: true });
     v.play().catch(() => {});
   };
+  // Relay mode (relay.js): the offer goes to the server's WHEP endpoint at
+  // once; the player adopts the peer connection and the answer.
+  const relay = (channel, s) => {
+    const e = { session: s, relay: true, candidates: [], tracks: [], t: { start: performance.now() } };
+    try {
+      e.pc = new RTCPeerConnection({ iceServers: s.iceServers || [], bundlePolicy: 'max-bundle' });
+    } catch {
+      return;
+    }
+    let settle;
+    pending.push(new Promise((r) => (settle = e.settle = r)));
+    e.pc.addTransceiver('video', { direction: 'recvonly' });
+    e.pc.addTransceiver('audio', { direction: cfg.talk ? 'sendrecv' : 'recvonly' });
+    if (cfg.data) e.dc = e.pc.createDataChannel('kvsDataChannel');
+    e.pc.ontrack = (ev) => {
+      if (ev.receiver && 'jitterBufferTarget' in ev.receiver) ev.receiver.jitterBufferTarget = 0;
+      e.tracks.push(ev);
+      if (solo && ev.track.kind === 'video' && !e.stream) show(e, ev.track);
+    };
+    e.pc.onicecandidate = (ev) => e.adopted || e.candidates.push(ev.candidate);
+    e.offer = e.pc
+      .createOffer()
+      .then((o) => {
+        e.t.offer = performance.now();
+        e.offerSdp = o.sdp;
+        e.sld = e.pc.setLocalDescription(o);
+        return e.sld;
+      })
+      .then(() => {
+        if (solo) element(e);
+        e.t.sent = performance.now();
+        return fetch(s.whep, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: e.offerSdp, credentials: 'same-origin', cache: 'no-store' });
+      })
+      .then((r) => {
+        e.response = r;
+        if (!r.ok) return settle();
+        return r.text().then((sdp) => {
+          e.t.answer = performance.now();
+          e.answer = sdp;
+          e.srd = e.pc.setRemoteDescription({ type: 'answer', sdp });
+          return e.srd;
+        });
+      });
+    e.offer.catch(settle);
+    setTimeout(settle, solo ? 400 : 300);
+    e.t.created = performance.now();
+    early[channel] = e;
+  };
   for (const channel of Object.keys(sessions)) {
     const s = sessions[channel];
+    if (s.mode === 'relay') {
+      relay(channel, s);
+      continue;
+    }
     const e = { session: s, messages: [], candidates: [], remote: [], tracks: [], t: { start: performance.now() } };
     try {
       e.ws = new WebSocket(s.signalingUrl);

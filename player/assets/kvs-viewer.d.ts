@@ -159,6 +159,10 @@ export interface KvsSession {
   iceTransportPolicy: 'all' | 'relay';
   expiresAt: string;
   iceExpiresAt: string;
+  /** "relay": watch through the server's relay at whep (no client id, no signaling URL). */
+  mode?: 'relay';
+  /** The relay's WHEP endpoint of the channel (relay mode; auto mode: where to go when the channel is full). */
+  whep?: string;
 }
 
 /** A client of the API at base (ending in "/"); token returns a bearer token per request. */
@@ -166,7 +170,8 @@ export function apiClient(
   base: string,
   token?: () => string | Promise<string>,
 ): {
-  session(channel: string, renew?: string): Promise<KvsSession>;
+  session(channel: string, renew?: string, after?: string): Promise<KvsSession>;
+  headers(): Promise<Record<string, string>>;
   diagnose(report: { channel: string; clientId: string; cause: string; stage: string; attempts: number; elapsedMs: number }): Promise<KvsDiagnosis>;
   report(report: { channel: string; clientId: string; event: 'first-frame' | 'attempt-failed' | 'reconnect'; cause?: string; ms?: number }): void;
 };

@@ -31,6 +31,12 @@ function statusText(p) {
       return p.attempt > 0 ? 'Reconnecting' + of : 'Reconnecting…';
     case 'restarting':
       return 'Connection lost, reconnecting…';
+    case 'upstream': {
+      // Relay mode: the server lost the camera (relay.js).
+      const u = p.upstream || {};
+      const why = u.cause ? ` (${u.cause})` : '';
+      return u.state === 'offline' ? `Camera offline${why}: waiting for it to come back…` : `The server lost the camera${why}, reconnecting…`;
+    }
     case 'playing':
       return '';
     case 'failed':
@@ -214,6 +220,13 @@ class Player {
         return;
       }
       const ev = q.shift();
+      if (ev.kind === 'done' && this.whepFallback && !ev.res.played && (ev.res.cause === 'channel-full' || (ev.res.cause === 'signaling-lost' && ev.res.stage === 'signaling'))) {
+        // Auto mode: the channel may be full (a browser cannot see why its
+        // socket was refused). The next session request says so; the server
+        // checks and sends the page to its relay if it is.
+        this.after = ev.res.cause;
+        ev.res.retryable = true;
+      }
       if (ev.kind === 'start') {
         if (fresh() || this.open.length >= 2) continue; // an answer came meanwhile
         n++;
@@ -427,6 +440,8 @@ class Player {
       lastCause: this.lastCause,
       diagnosis: this.diagnosis,
       status: this.statusEl.hidden ? '' : this.statusTextEl.textContent,
+      relay: !!(this.cur && this.cur.relay), // watching through the server's relay (relay.js)
+      upstream: this.upstream ? this.upstream.state : '',
       events: this.events.slice(-50),
       ...this.two.snapshot(),
     };
@@ -535,6 +550,7 @@ class Attempt {
     this.timers.clear();
     if (this.sig) this.sig.close();
     this.sig = null;
+    if (this.relay) this.relay.close();
     if (this.pc) {
       const pc = this.pc;
       pc.ontrack = pc.onicecandidate = pc.onconnectionstatechange = null;
@@ -557,7 +573,10 @@ class Attempt {
     }
     let sess;
     try {
-      sess = await this.p.api.session(this.p.channel);
+      const after = this.p.after;
+      this.p.after = '';
+      sess = await this.p.api.session(this.p.channel, '', after);
+      if (after && sess.mode === 'relay') this.p.log('relay-fallback', after);
     } catch (e) {
       const err = e instanceof ApiError ? e : new ApiError(0, null, 0);
       const d = err.diagnosis;
@@ -570,6 +589,10 @@ class Attempt {
       return;
     }
     if (this.closed) return;
+    if (sess.mode === 'relay') {
+      this.startRelay(sess);
+      return;
+    }
     this.useSession(sess);
     const pc = (this.pc = new RTCPeerConnection({
       iceServers: sess.iceServers,
@@ -604,6 +627,7 @@ class Attempt {
 
   useSession(sess) {
     this.session = sess;
+    if (sess.whep) this.p.whepFallback = sess.whep; // auto mode: the relay, should the channel be full
     this.clientId = sess.clientId;
     this.p.clientIds.push(sess.clientId);
   }
@@ -623,6 +647,10 @@ class Attempt {
   /** Takes over what the page's bootstrap started with the session the
    * server embedded: socket, peer connection, offer, and maybe the answer. */
   adopt(e) {
+    if (e.relay) {
+      this.adoptRelay(e);
+      return;
+    }
     e.adopted = true;
     const t = JSON.stringify(e.t, (k, v) => (typeof v === 'number' ? Math.round(v) : v));
     this.p.log('adopted', (e.answer ? 'answered' : e.sent ? 'offer sent' : e.open ? 'socket open' : 'socket opening') + ' ' + t);
@@ -877,6 +905,7 @@ class Attempt {
       if (this.closed) return;
       if (now() - this.lastFrameAt > this.policy.stallTimeoutMs) {
         if (this.restarting) return; // the restart has its own bound
+        if (this.upstreamDown()) return; // relay: the tile shows the camera's trouble
         this.finish('master-gone', 'media');
       }
     }, every);
@@ -923,6 +952,15 @@ class Attempt {
     this.p.setState('restarting', why);
     this.p.api.report({ channel: this.p.channel, clientId: this.clientId, event: 'reconnect', cause: why });
     this.restartTimer = this.timer(this.policy.answerTimeoutMs + 5000, () => this.finish(why, 'ice-restart'));
+    if (this.relay) {
+      try {
+        await this.relay.restart(this.pc);
+        if (!this.closed && this.pc.connectionState === 'connected') this.restartDone();
+      } catch (e) {
+        this.finish(why, 'ice-restart', { detail: (e && e.detail) || String(e) });
+      }
+      return;
+    }
     if (!this.sig || !this.sig.open) {
       const ok = await this.renewSignaling(why);
       if (!ok || this.closed) return;

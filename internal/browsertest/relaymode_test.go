@@ -1,0 +1,292 @@
+package browsertest
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kvsrtc/kvsrtc/emulator"
+	"github.com/kvsrtc/kvsrtc/kvstest"
+	"github.com/kvsrtc/kvsrtc/master"
+	"github.com/kvsrtc/kvsrtc/media"
+	"github.com/kvsrtc/kvsrtc/player"
+	"github.com/kvsrtc/kvsrtc/relay"
+	"github.com/kvsrtc/kvsrtc/viewer"
+	"github.com/kvsrtc/kvsrtc/whep"
+)
+
+// startRelayPlayer serves the built-in player in mode (relay or auto) with
+// a relay of cfg.Channels mounted at /whep/, as kvsrtc serve --mode does.
+// rc, if set, changes the relay's configuration.
+func startRelayPlayer(t *testing.T, mode player.Mode, cfg player.Config, rc func(*relay.Config)) (*playerServer, *relay.Relay) {
+	t.Helper()
+	rcfg := relay.Config{
+		Control: shared.ctl, HTTPClient: &http.Client{Transport: shared.tr}, LoopbackOnly: true, Audio: true,
+		JoinTimeout: 10 * time.Second, Logger: testLogger("relay"),
+	}
+	if rc != nil {
+		rc(&rcfg)
+	}
+	r, err := relay.New(rcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	h, err := whep.NewHandler(whep.Config{Relay: r, Logger: testLogger("whep")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Mode, cfg.WHEP = mode, "/whep/"
+	cfg.Mount = map[string]http.Handler{"/whep/": h}
+	cfg.Relayed = func(channel string) bool {
+		_, open := r.Status(channel)
+		return open
+	}
+	cfg.Metrics = func(w io.Writer) error { return r.Stats().WritePrometheus(w) }
+	return startPlayer(t, cfg), r
+}
+
+// playingRelayed is true when every tile plays the test pattern through the
+// relay.
+const playingRelayed = `window.kvsrtc && window.kvsrtc.players.length > 0 && window.kvsrtc.players.every(p => {
+	const s = p.snapshot(); return s.state === 'playing' && s.relay && s.width === 640 && s.height === 360 && s.framesDecoded >= 10 })`
+
+// TestRelayModeServesManyPages: a camera that admits 10 viewers and 25
+// browser pages in relay mode: every page plays, the camera has exactly one
+// viewer (the relay), and it sends the bytes of one viewer. The camera
+// sends 160x120 at 15 fps, so that 25 Chromium tabs fit on 2 cores with
+// the rest of the tests.
+func TestRelayModeServesManyPages(t *testing.T) {
+	const pages, batch = 25, 5
+	file := testVideo(t, "small.h264", "testsrc=size=160x120:rate=15", "-g", "15")
+	ch := newChannel(t)
+	cam := shared.env.StartMaster(t, kvstest.MasterOptions{Channel: ch, Logger: testLogger("master"), Configure: func(c *master.Config) {
+		c.MaxViewers = 10
+		src, err := media.OpenFile(file, media.SourceConfig{FPS: 15})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Video = src
+	}})
+	p, r := startRelayPlayer(t, player.ModeRelay, player.Config{Channels: []string{ch}}, nil)
+
+	const playingSmall = `window.kvsrtc && window.kvsrtc.players.length > 0 && window.kvsrtc.players.every(p => {
+		const s = p.snapshot(); return s.state === 'playing' && s.relay && s.width === 160 && s.framesDecoded >= 5 })`
+	start := time.Now()
+	tabs := make([]*tab, pages)
+	var ttff []float64
+	for i := 0; i < pages; i += batch {
+		for j := i; j < i+batch; j++ {
+			tabs[j] = newTab(t, 240*time.Second)
+			tabs[j].navigate(t, p.signIn("/?channel="+ch))
+		}
+		for j := i; j < i+batch; j++ {
+			tabs[j].waitJS(t, 60*time.Second, playingSmall, describePlayers)
+			s := tabs[j].players(t)[0]
+			if len(s.ClientIDs) != 0 {
+				t.Errorf("page %d minted client ids %v: it should not be a viewer of the channel", j, s.ClientIDs)
+			}
+			ttff = append(ttff, s.TTFFMs)
+		}
+	}
+	t.Logf("%d pages playing through the relay after %v; first frames (ms after each navigation): %v", pages, time.Since(start).Round(time.Millisecond), ttff)
+
+	if v := cam.Master.Viewers(); len(v) != 1 {
+		t.Fatalf("the camera has %d viewers, want 1 (the relay)", len(v))
+	}
+	st := r.Stats()
+	if st.Peers != pages || st.UpstreamsOpen != 1 {
+		t.Errorf("relay: %d peers, %d upstreams; want %d and 1", st.Peers, st.UpstreamsOpen, pages)
+	}
+	// What the camera sends over 3 s: one viewer's stream, not 25.
+	bytes := func() uint64 {
+		var n uint64
+		for _, v := range cam.Master.Viewers() {
+			n += v.BytesSent
+		}
+		return n
+	}
+	b0, t0 := bytes(), time.Now()
+	time.Sleep(3 * time.Second)
+	rate := float64(bytes()-b0) * 8 / time.Since(t0).Seconds() / 1e6
+	t.Logf("camera uplink with %d pages: %.3f Mbit/s", pages, rate)
+	if in := float64(r.Stats().BytesIn); rate > 0.5 || in == 0 {
+		t.Errorf("the camera sends %.2f Mbit/s for %d relayed pages: more than one viewer's stream", rate, pages)
+	}
+	// Every page is still playing.
+	for _, tb := range tabs {
+		var frames int
+		tb.eval(t, `window.kvsrtc.players[0].snapshot().framesDecoded`, &frames)
+		tb.waitJS(t, 10*time.Second, fmt.Sprintf(`window.kvsrtc.players[0].snapshot().framesDecoded > %d`, frames+5), describePlayers)
+	}
+	resp, body := get(t, p.url+"/metrics", p.token)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, fmt.Sprintf(`kvsrtc_player_relay_sessions_total{channel="%s"} %d`, ch, pages)) ||
+		!strings.Contains(body, "kvsrtc_relay_") {
+		t.Errorf("metrics:\n%s", body)
+	}
+}
+
+// TestRelayModeCameraStopsAndReturns: the camera stops while pages watch
+// through the relay: every page says so (the relay's status) within the
+// bound; the camera returns and every page plays again without a reload or
+// a new offer of its own.
+func TestRelayModeCameraStopsAndReturns(t *testing.T) {
+	const pages = 3
+	ch := newChannel(t)
+	stop := startMaster(t, ch)
+	p, _ := startRelayPlayer(t, player.ModeRelay, player.Config{Channels: []string{ch}}, func(c *relay.Config) {
+		c.RestartDelay = 500 * time.Millisecond
+		c.Viewer = func(v *viewer.Config) {
+			v.Retry = viewer.RetryPolicy{AnswerTimeout: time.Second, MaxAttempts: 2, BackoffBase: 100 * time.Millisecond, BackoffCap: 200 * time.Millisecond}
+		}
+	})
+	tabs := make([]*tab, pages)
+	for i := range tabs {
+		tabs[i] = newTab(t, 120*time.Second)
+		tabs[i].navigate(t, p.signIn("/?channel="+ch))
+	}
+	for _, tb := range tabs {
+		tb.waitJS(t, 30*time.Second, playingRelayed, describePlayers)
+		tb.eval(t, `(() => { window.notReloaded = true; return true })()`, nil)
+	}
+	stop()
+	stopped := time.Now()
+	for i, tb := range tabs {
+		tb.waitJS(t, 20*time.Second, `(() => { const s = window.kvsrtc.players[0].snapshot();
+			return s.state === 'upstream' && (s.upstream === 'offline' || s.upstream === 'reconnecting') && s.status !== '' })()`, describePlayers)
+		var status string
+		tb.eval(t, `window.kvsrtc.players[0].snapshot().status`, &status)
+		t.Logf("page %d: %q %v after the camera stopped", i, status, time.Since(stopped).Round(time.Millisecond))
+	}
+	// The pages wait for the camera: the camera-offline text, no failure.
+	time.Sleep(2 * time.Second)
+	for i, tb := range tabs {
+		s := tb.players(t)[0]
+		if s.State != "upstream" || !strings.Contains(s.Status, "Camera offline") && !strings.Contains(s.Status, "lost the camera") {
+			t.Errorf("page %d while the camera is away: state %s, status %q", i, s.State, s.Status)
+		}
+	}
+	startMaster(t, ch)
+	back := time.Now()
+	for i, tb := range tabs {
+		tb.waitJS(t, 30*time.Second, `window.notReloaded === true && window.kvsrtc.players[0].snapshot().state === 'playing'`, describePlayers)
+		var frames int
+		tb.eval(t, `window.kvsrtc.players[0].snapshot().framesDecoded`, &frames)
+		tb.waitJS(t, 10*time.Second, fmt.Sprintf(`window.kvsrtc.players[0].snapshot().framesDecoded > %d`, frames+10), describePlayers)
+		s := tb.players(t)[0]
+		t.Logf("page %d plays again %v after the camera returned (attempts %d)", i, time.Since(back).Round(time.Millisecond), s.AttemptsTotal)
+		if s.AttemptsTotal != 1 {
+			t.Errorf("page %d made %d attempts: the relay's recovery should need nothing from the page", i, s.AttemptsTotal)
+		}
+	}
+}
+
+// testVideo writes 30 s of H.264 (Annex B, baseline, no B-frames) from an
+// ffmpeg lavfi source, with more encoder options (the GOP: -g N).
+func testVideo(t *testing.T, name, lavfi string, opts ...string) string {
+	t.Helper()
+	ff, err := exec.LookPath("ffmpeg")
+	if err != nil {
+		t.Fatalf("ffmpeg not found (%v): install it (apt-get install ffmpeg; scripts/test.sh does)", err)
+	}
+	out := filepath.Join(t.TempDir(), name)
+	args := []string{"-v", "error", "-f", "lavfi", "-i", lavfi, "-t", "30", "-c:v", "libx264", "-profile:v", "baseline",
+		"-pix_fmt", "yuv420p", "-sc_threshold", "0", "-bf", "0"}
+	args = append(append(args, opts...), "-f", "h264", out)
+	cmd := exec.CommandContext(t.Context(), ff, args...)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg: %v\n%s", err, b)
+	}
+	if fi, err := os.Stat(out); err != nil || fi.Size() == 0 {
+		t.Fatalf("ffmpeg wrote no file: %v", err)
+	}
+	return out
+}
+
+// TestRelayModeWarmChannelStartsOnCachedGOP: the camera sends one keyframe
+// every 10 s; a page that joins a warm channel a few seconds after a
+// keyframe shows its first frame long before the next one is due: the
+// relay started it on the cached GOP.
+func TestRelayModeWarmChannelStartsOnCachedGOP(t *testing.T) {
+	file := testVideo(t, "gop10s.h264", "testsrc=size=320x240:rate=30", "-g", "300", "-keyint_min", "300")
+	ch := newChannel(t)
+	shared.env.StartMaster(t, kvstest.MasterOptions{Channel: ch, Logger: testLogger("master"), Configure: func(c *master.Config) {
+		src, err := media.OpenFile(file, media.SourceConfig{FPS: 30})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Video = src
+	}})
+	p, r := startRelayPlayer(t, player.ModeRelay, player.Config{Channels: []string{ch}}, func(c *relay.Config) { c.Warm = []string{ch} })
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if st, ok := r.Status(ch); ok && st.State == relay.StateStreaming {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the warm channel did not stream within 30 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The first keyframe came with the stream; the next is ~10 s later.
+	streaming := time.Now()
+	time.Sleep(2 * time.Second)
+	tb := newTab(t, 60*time.Second)
+	tb.navigate(t, p.signIn("/?channel="+ch))
+	const played = `window.kvsrtc && window.kvsrtc.players.length > 0 && (() => { const s = window.kvsrtc.players[0].snapshot();
+		return s.state === 'playing' && s.relay && s.width === 320 && s.framesDecoded >= 1 })()`
+	tb.waitJS(t, 15*time.Second, played, describePlayers)
+	s := tb.players(t)[0]
+	since := time.Since(streaming)
+	t.Logf("first frame %.0f ms after navigation, %v after the stream's first keyframe", s.TTFFMs, since.Round(time.Millisecond))
+	if since > 8*time.Second {
+		t.Errorf("the page played %v after the stream's keyframe: it waited for the next one (due at 10 s) instead of the cached GOP", since)
+	}
+}
+
+// TestAutoModeRelaysWhenTheChannelIsFull: in auto mode a page is a viewer
+// of the channel until the channel refuses it as full; it then watches
+// through the relay; the next page joins the relay at once (the channel is
+// relayed already).
+func TestAutoModeRelaysWhenTheChannelIsFull(t *testing.T) {
+	ch := newChannel(t)
+	startMaster(t, ch)
+	p, r := startRelayPlayer(t, player.ModeAuto, player.Config{Channels: []string{ch},
+		Retry: viewer.RetryPolicy{MaxAttempts: 3, BackoffBase: 100 * time.Millisecond, BackoffCap: 200 * time.Millisecond}}, nil)
+
+	// First a direct page, as in direct mode.
+	direct := newTab(t, 60*time.Second)
+	direct.navigate(t, p.signIn("/?channel="+ch))
+	direct.waitJS(t, 20*time.Second, playing, describePlayers)
+	if s := direct.players(t)[0]; s.Relay || len(s.ClientIDs) == 0 {
+		t.Fatalf("auto mode, free channel: the page should be a viewer of its own: %+v", s)
+	}
+	// The channel now refuses viewers as full (the page, then the server's
+	// check): the next page goes through the relay.
+	if _, err := shared.emu.Inject(emulator.Fault{Kind: emulator.FaultRefuseFull, Channel: ch, Count: 2}); err != nil {
+		t.Fatal(err)
+	}
+	full := newTab(t, 60*time.Second)
+	full.navigate(t, p.signIn("/?channel="+ch))
+	full.waitJS(t, 30*time.Second, playingRelayed, describePlayers)
+	if s := full.players(t)[0]; !hasEvent(s, "relay-fallback", "") {
+		t.Errorf("no relay-fallback event: %+v", s.Events)
+	}
+	// The channel is relayed now: a third page joins the relay at once,
+	// without trying the channel first.
+	third := newTab(t, 60*time.Second)
+	third.navigate(t, p.signIn("/?channel="+ch))
+	third.waitJS(t, 20*time.Second, playingRelayed, describePlayers)
+	if s := third.players(t)[0]; len(s.ClientIDs) != 0 || s.AttemptsTotal != 1 {
+		t.Errorf("third page: client ids %v, %d attempts; want none and 1 (straight to the relay)", s.ClientIDs, s.AttemptsTotal)
+	}
+	if st := r.Stats(); st.Peers != 2 {
+		t.Errorf("relay peers %d, want 2", st.Peers)
+	}
+}
