@@ -39,6 +39,36 @@ type Config struct {
 	// Audio also relays the camera's audio (Opus) to peers whose offer has
 	// an audio section.
 	Audio bool
+	// Talk passes talk-back through: the upstream session sends the
+	// camera an audio track (viewer.Config.Talk, sendrecv with Audio), fed
+	// with the Opus audio of the downstream peers whose offer has an audio
+	// section that sends (sendrecv or sendonly). One speaker at a time:
+	// the first peer whose sound arrives holds the floor until it has sent
+	// none for FloorIdle (or leaves), and the others' audio is dropped
+	// meanwhile; Status.Talker names the holder. Opus packets of 3 bytes
+	// or less (silence: what a muted browser track sends; DTX) neither
+	// take nor keep the floor. A camera that declines talk-back is
+	// reported in the Status (TalkDeclined, Detail) and peers' audio is
+	// dropped; video is not affected.
+	Talk bool
+	// FloorIdle is how long the peer holding the talk-back floor may send
+	// no sound before the floor is free for another (0: DefaultFloorIdle,
+	// 1 s).
+	FloorIdle time.Duration
+	// Data passes data channels through: the upstream session opens the
+	// camera's data channel (viewer.Config.Data), every data channel a
+	// downstream peer opens (any label) is accepted, messages from any
+	// peer go to the camera unchanged (binary or text), and messages from
+	// the camera go to every peer with an open data channel. Messages
+	// over 64 KiB are dropped and logged, and so is a peer's message the
+	// camera's data channel does not take within 10 s (while it opens, or
+	// across a reconnect): a command must not reach the camera late.
+	Data bool
+	// OnMessage, if set with Data, is called with every data channel
+	// message a peer sends to the camera of channel, before it is
+	// forwarded. It runs on the peer's data channel reader: a slow hook
+	// holds back that peer's messages. data must not be modified.
+	OnMessage func(channel, peerID string, data []byte, text bool)
 	// VideoCodecs are the video codecs the upstream session offers the
 	// camera, in order of preference (nil: H.264, then VP8). Downstream
 	// peers get the codec the camera chose.
@@ -88,8 +118,8 @@ type Config struct {
 	QueueSamples int
 
 	// Viewer, if set, changes each upstream session's configuration last
-	// (retry policy, timeouts, WaitForSlot...). Channel, Sinks and OnEvent
-	// are the Relay's and are restored after it.
+	// (retry policy, timeouts, WaitForSlot...). Channel, Sinks, OnEvent,
+	// Talk and Data are the Relay's and are restored after it.
 	Viewer func(*viewer.Config)
 	// Logger receives the Relay's log (nil: discard).
 	Logger *slog.Logger
@@ -133,6 +163,7 @@ func (c Config) withDefaults() (Config, error) {
 		{"RestartDelay", &c.RestartDelay, DefaultRestartDelay},
 		{"JoinTimeout", &c.JoinTimeout, DefaultJoinTimeout},
 		{"PeerTimeout", &c.PeerTimeout, DefaultPeerTimeout},
+		{"FloorIdle", &c.FloorIdle, DefaultFloorIdle},
 	} {
 		if *d.v < 0 {
 			return c, fmt.Errorf("%w: %s %v must not be negative (0 = %v)", ErrInvalidConfig, d.name, *d.v, d.def)

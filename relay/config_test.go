@@ -20,6 +20,7 @@ func TestConfigErrors(t *testing.T) {
 		{"no control", Config{}, "Config.Control is required"},
 		{"negative delay", Config{Control: ctl, RestartDelay: -time.Second}, "RestartDelay"},
 		{"negative peers", Config{Control: ctl, MaxPeers: -1}, "MaxPeers"},
+		{"negative floor idle", Config{Control: ctl, Talk: true, FloorIdle: -time.Second}, "FloorIdle"},
 		{"bad warm channel", Config{Control: ctl, Warm: []string{"bad name!"}}, "Warm"},
 		{"bad port range", Config{Control: ctl, ICEPortMin: 5000}, "ICEPortMax"},
 	} {

@@ -16,6 +16,17 @@
 // connection without holding back the others. Audio is relayed when
 // [Config.Audio] is set.
 //
+// Two-way features pass through the same upstream session. With
+// [Config.Talk] the peers talk back to the camera, one speaker at a time:
+// the first peer whose audio arrives holds the floor until it has been
+// silent for [Config.FloorIdle] (or leaves), the others' audio is dropped
+// meanwhile, and [Status].Talker names the holder; a camera that declines
+// talk-back is reported in the Status (TalkDeclined, Detail). With
+// [Config.Data] every data channel a peer opens is accepted: its messages
+// go to the camera unchanged (and to [Config.OnMessage], with the peer's
+// ID), and the camera's messages go to every peer with an open data
+// channel. Both come back by themselves with each new upstream session.
+//
 // Upstream trouble reaches every peer of the channel as a [Status]
 // (reconnecting, offline, with its [cause.Cause]); recovery needs nothing
 // from the peers: their tracks stay, and media resumes on a keyframe. A
@@ -37,6 +48,7 @@
 //	answerSDP := peer.Answer()
 //
 // [Relay.Stats] reports peers per channel, upstream sessions, bytes in and
-// out, forwarding drops and per-peer round-trip times;
+// out, forwarding drops, per-peer round-trip times, talk-back packets and
+// data channel messages;
 // [Stats.WritePrometheus] writes them in the Prometheus text format.
 package relay

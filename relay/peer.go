@@ -32,7 +32,9 @@ type Peer struct {
 	codec   rtc.Codec
 	created time.Time
 	done    chan struct{}
-	rtcpWG  sync.WaitGroup
+	ctx     context.Context // ends at teardown
+	cancel  context.CancelFunc
+	rtcpWG  sync.WaitGroup // RTCP readers and the readers of the peer's tracks
 	tearing sync.Once
 	sigMu   sync.Mutex // serializes Patch
 
@@ -49,6 +51,7 @@ type Peer struct {
 	reason      string
 	watchdog    *time.Timer
 	restarts    int
+	dcs         []*webrtc.DataChannel // open data channels (Config.Data), oldest first
 }
 
 func newPeerID() string {
@@ -69,9 +72,16 @@ func newPeer(ctx context.Context, u *upstream, off offerInfo, video, audio *medi
 		created: time.Now(), done: make(chan struct{}), remote: off.sdp,
 		state: webrtc.PeerConnectionStateNew,
 	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
 	fail := func(err error) (*Peer, error) {
 		p.teardown()
 		return nil, err
+	}
+	if r.cfg.Talk {
+		pc.OnTrack(p.onTrack)
+	}
+	if r.cfg.Data {
+		pc.OnDataChannel(p.acceptData)
 	}
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: off.sdp}); err != nil {
 		return fail(fmt.Errorf("%w: applying it: %w", ErrBadOffer, err))
@@ -285,7 +295,9 @@ func (p *Peer) tearDown() {
 		p.watchdog = nil
 	}
 	vq, aq, asub := p.vq, p.aq, p.asub
+	p.dcs = nil
 	p.mu.Unlock()
+	p.cancel()
 	if sub := p.vsub.Load(); sub != nil {
 		sub.Unsubscribe()
 	}

@@ -50,7 +50,7 @@ func New(cfg Config) (*Relay, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	api, err := rtc.NewAPI(rtc.Config{
-		LoopbackOnly: cfg.LoopbackOnly, Logger: log, Audio: cfg.Audio,
+		LoopbackOnly: cfg.LoopbackOnly, Logger: log, Audio: cfg.Audio || cfg.Talk,
 		ICEPortMin: cfg.ICEPortMin, ICEPortMax: cfg.ICEPortMax,
 		TURNRootCAs: rtc.RootCAs(cfg.HTTPClient),
 	})

@@ -40,7 +40,19 @@ type ChannelStats struct {
 	FramesIn, BytesIn uint64
 	// BytesOut, Dropped: over the channel's peers, present and gone.
 	BytesOut, Dropped uint64
-	Peers             []PeerStats
+	// TalkPackets counts the peers' talk-back (Opus) packets handed to
+	// the upstream session (Config.Talk); TalkDropped those dropped:
+	// another peer held the floor, the camera declined talk-back, or no
+	// upstream session was up.
+	TalkPackets, TalkDropped uint64
+	// Data channel messages (Config.Data): MessagesIn are the messages
+	// from the camera, MessagesOut the peers' messages sent on to the
+	// camera, MessagesToPeers the deliveries of the camera's messages to
+	// peers (one per peer with an open data channel), MessagesDropped the
+	// messages dropped either way (over 64 KiB, declined by the camera,
+	// queue full, upstream down, slow peer).
+	MessagesIn, MessagesOut, MessagesToPeers, MessagesDropped uint64
+	Peers                                                     []PeerStats
 }
 
 // PeerStats describes one downstream peer.
@@ -94,6 +106,9 @@ func (u *upstream) stats() ChannelStats {
 	cs.FramesIn = u.framesIn.Load()
 	cs.BytesIn = u.bytesIn.Load() + u.audioIn.Load()
 	cs.BytesOut, cs.Dropped = u.goneOut.Load(), u.goneDropped.Load()
+	cs.TalkPackets, cs.TalkDropped = u.talkForwarded.Load(), u.talkDropped.Load()
+	cs.MessagesIn, cs.MessagesOut = u.msgsFromCamera.Load(), u.msgsToCamera.Load()
+	cs.MessagesToPeers, cs.MessagesDropped = u.msgsToPeers.Load(), u.msgsDropped.Load()
 	for _, p := range peers {
 		ps := p.Stats()
 		cs.Peers = append(cs.Peers, ps)
@@ -179,6 +194,25 @@ func (s Stats) WritePrometheus(w io.Writer) error {
 	metric("kvsrtc_relay_channel_dropped_samples_total", "counter", "Samples dropped per channel.")
 	for _, c := range s.Channels {
 		fmt.Fprintf(&b, "kvsrtc_relay_channel_dropped_samples_total{channel=%q} %d\n", c.Channel, c.Dropped)
+	}
+	metric("kvsrtc_relay_channel_talkback_packets_total", "counter", "Peers' talk-back packets per channel: forwarded to the camera, or dropped.")
+	for _, c := range s.Channels {
+		fmt.Fprintf(&b, "kvsrtc_relay_channel_talkback_packets_total{channel=%q,result=\"forwarded\"} %d\n", c.Channel, c.TalkPackets)
+		fmt.Fprintf(&b, "kvsrtc_relay_channel_talkback_packets_total{channel=%q,result=\"dropped\"} %d\n", c.Channel, c.TalkDropped)
+	}
+	metric("kvsrtc_relay_channel_data_messages_total", "counter",
+		"Data channel messages per channel: in from the camera, out to the camera, delivered to peers.")
+	for _, c := range s.Channels {
+		for _, m := range []struct {
+			dir string
+			n   uint64
+		}{{"in", c.MessagesIn}, {"out", c.MessagesOut}, {"to-peers", c.MessagesToPeers}} {
+			fmt.Fprintf(&b, "kvsrtc_relay_channel_data_messages_total{channel=%q,direction=%q} %d\n", c.Channel, m.dir, m.n)
+		}
+	}
+	metric("kvsrtc_relay_channel_data_dropped_total", "counter", "Data channel messages dropped per channel.")
+	for _, c := range s.Channels {
+		fmt.Fprintf(&b, "kvsrtc_relay_channel_data_dropped_total{channel=%q} %d\n", c.Channel, c.MessagesDropped)
 	}
 	metric("kvsrtc_relay_peer_rtt_seconds", "gauge", "Round-trip time of each peer's selected candidate pair.")
 	for _, c := range s.Channels {

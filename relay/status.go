@@ -40,8 +40,18 @@ type Status struct {
 	// cause).
 	Advice string `json:"advice,omitempty"`
 	// Detail is a human-readable detail (the upstream viewer's).
-	Detail string    `json:"detail,omitempty"`
-	Time   time.Time `json:"time"`
+	Detail string `json:"detail,omitempty"`
+	// Talker is the ID (Peer.ID) of the peer whose audio goes to the
+	// camera as talk-back (Config.Talk), empty when nobody talks. Players
+	// show "someone else is talking" when it is not their own.
+	Talker string `json:"talker,omitempty"`
+	// TalkDeclined: the camera declined talk-back (viewer
+	// ErrTalkbackDeclined, Detail says why); peers' audio is dropped.
+	TalkDeclined bool `json:"talkDeclined,omitempty"`
+	// DataDeclined: the camera declined the data channel (viewer
+	// ErrDataChannelDeclined); peers' messages are dropped.
+	DataDeclined bool      `json:"dataDeclined,omitempty"`
+	Time         time.Time `json:"time"`
 }
 
 // stateFor maps an upstream viewer state to what peers see, given the

@@ -42,6 +42,16 @@ type upstream struct {
 	videoReady chan struct{}      // closed when video is first set
 	audio      *media.Broadcaster // nil without Config.Audio
 	sessions   uint64
+	detail     string // the status detail, before what declinedNoteLocked adds
+
+	// Two-way (twoway.go).
+	talkSrc      *talkSource // the current session's, nil without Config.Talk or between sessions
+	talker       *Peer       // holds the talk-back floor
+	talkLast     time.Time   // the holder's last packet
+	talkTimer    *time.Timer // frees the floor after Config.FloorIdle of silence
+	talkDeclined error       // the camera declined talk-back (this session)
+	dataDeclined error       // the camera declined the data channel (this session)
+	dataOut      chan outMsg // peers' messages for the camera
 
 	// Video sink state (the viewer's video receiver goroutine).
 	vmu      sync.Mutex
@@ -52,6 +62,9 @@ type upstream struct {
 
 	bytesIn, framesIn, audioIn atomic.Uint64
 	goneOut, goneDropped       atomic.Uint64 // of peers that left
+
+	talkForwarded, talkDropped                             atomic.Uint64
+	msgsToCamera, msgsFromCamera, msgsToPeers, msgsDropped atomic.Uint64
 }
 
 func newUpstream(r *Relay, name string, warm bool) *upstream {
@@ -60,6 +73,7 @@ func newUpstream(r *Relay, name string, warm bool) *upstream {
 		r: r, name: name, warm: warm, log: r.log.With("channel", name),
 		ctx: ctx, cancel: cancel, peers: map[*Peer]struct{}{},
 		changed: make(chan struct{}), videoReady: make(chan struct{}), needKey: true,
+		dataOut: make(chan outMsg, dataQueue),
 	}
 	if r.cfg.Audio {
 		u.audio = media.NewFedBroadcaster(rtc.CodecOpus, media.BroadcasterConfig{Logger: u.log})
@@ -75,6 +89,7 @@ func (u *upstream) run() {
 	defer func() {
 		u.mu.Lock()
 		u.closing = true
+		u.stopFloorLocked()
 		u.setStatusLocked(StateClosed, cause.None, "upstream closed")
 		u.mu.Unlock()
 		u.closePeers("the channel's upstream closed")
@@ -122,17 +137,43 @@ func (u *upstream) session() error {
 		cfg.Viewer(&vc)
 	}
 	vc.Channel, vc.Sinks, vc.OnEvent = u.name, []media.Sink{u}, u.onEvent
+	vc.Talk, vc.Data = nil, cfg.Data
+	var talk *talkSource
+	if cfg.Talk {
+		talk = newTalkSource()
+		vc.Talk = talk
+	}
 	s, err := viewer.New(vc)
 	if err != nil {
 		return err
 	}
 	u.mu.Lock()
 	u.sessions++
+	u.talkSrc, u.talkDeclined, u.dataDeclined = talk, nil, nil
 	u.mu.Unlock()
 	u.vmu.Lock()
 	u.needKey = true
 	u.vmu.Unlock()
-	return s.Run(u.ctx)
+	defer func() {
+		u.mu.Lock()
+		if u.talkSrc == talk {
+			u.talkSrc = nil
+		}
+		u.mu.Unlock()
+	}()
+	if !cfg.Data {
+		return s.Run(u.ctx)
+	}
+	dctx, stop := context.WithCancel(u.ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		u.runData(dctx, s)
+	}()
+	err = s.Run(u.ctx)
+	stop()
+	<-done
+	return err
 }
 
 // onEvent turns the upstream viewer's state changes into statuses.
@@ -141,6 +182,9 @@ func (u *upstream) onEvent(e viewer.Event) {
 	defer u.mu.Unlock()
 	if u.closing {
 		return
+	}
+	if e.Declined != nil {
+		u.onDeclinedLocked(e.Declined)
 	}
 	st := stateFor(e.State, u.status.State, u.streamed)
 	if e.State == viewer.StateStreaming {
@@ -162,9 +206,23 @@ func trouble(st State) bool { return st == StateReconnecting || st == StateOffli
 
 // setStatusLocked publishes a new status; u.mu is held.
 func (u *upstream) setStatusLocked(st State, c cause.Cause, detail string) {
+	u.detail = detail
+	u.status.State, u.status.Cause = st, c
+	u.publishLocked()
+}
+
+// publishLocked publishes the status again with the current state, cause,
+// detail and talk-back floor (a new Seq); u.mu is held.
+func (u *upstream) publishLocked() {
+	st, c := u.status.State, u.status.Cause
+	talker := ""
+	if u.talker != nil {
+		talker = u.talker.id
+	}
 	u.status = Status{
 		Seq: u.status.Seq + 1, Channel: u.name, State: st, Cause: c,
-		Advice: c.Advice(), Detail: detail, Time: time.Now(),
+		Advice: c.Advice(), Detail: u.declinedNoteLocked(u.detail), Talker: talker,
+		TalkDeclined: u.talkDeclined != nil, DataDeclined: u.dataDeclined != nil, Time: time.Now(),
 	}
 	close(u.changed)
 	u.changed = make(chan struct{})
@@ -350,6 +408,7 @@ func (u *upstream) removePeer(p *Peer, out, dropped uint64) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	delete(u.peers, p)
+	u.releaseFloorLocked(p)
 	u.maybeLingerLocked()
 }
 

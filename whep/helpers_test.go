@@ -29,18 +29,23 @@ type rig struct {
 	cam   *kvstest.Master
 	relay *relay.Relay
 	srv   *httptest.Server
+
+	master func(*master.Config) // rigOptions.master
 }
 
 type rigOptions struct {
 	relay func(*relay.Config)
 	auth  func(*http.Request, string) error
 	audio bool
+	// master, if set, changes the camera's configuration last (talk-back,
+	// data).
+	master func(*master.Config)
 }
 
 func newRig(t testing.TB, o rigOptions) *rig {
 	t.Helper()
 	env := kvstest.New(t, kvstest.Options{Emulator: emulator.Config{Channels: []string{testChannel, "idle"}}})
-	rg := &rig{env: env}
+	rg := &rig{env: env, master: o.master}
 	rg.cam = rg.startCamera(t, o.audio)
 	cfg := relay.Config{
 		Control: env.Control, HTTPClient: env.HTTPClient, LoopbackOnly: true, Audio: o.audio,
@@ -75,7 +80,12 @@ func (rg *rig) startCamera(t testing.TB, audio bool) *kvstest.Master {
 	t.Helper()
 	return rg.env.StartMaster(t, kvstest.MasterOptions{
 		Channel: testChannel, Audio: audio, Logger: kvstest.Logger(t, "master"),
-		Configure: func(c *master.Config) { c.MaxViewers = 10 },
+		Configure: func(c *master.Config) {
+			c.MaxViewers = 10
+			if rg.master != nil {
+				rg.master(c)
+			}
+		},
 	})
 }
 

@@ -290,3 +290,44 @@ func TestAutoModeRelaysWhenTheChannelIsFull(t *testing.T) {
 		t.Errorf("relay peers %d, want 2", st.Peers)
 	}
 }
+
+// TestRelayModeTwoWay: two pages watch through the relay with push-to-talk
+// and the data console. The first page holds its button: the camera
+// records its voice (one talk-back recording: the relay's), and the second
+// page learns that someone else is talking. A line typed in the second
+// page's console reaches the camera, whose echo reaches both pages.
+func TestRelayModeTwoWay(t *testing.T) {
+	ch := newChannel(t)
+	dir := t.TempDir()
+	twoWayMaster(t, ch, dir)
+	p, _ := startRelayPlayer(t, player.ModeRelay, player.Config{Channels: []string{ch}, Data: true}, func(c *relay.Config) {
+		c.Talk, c.Data = true, true
+	})
+	tabs := []*tab{newTab(t, 90*time.Second), newTab(t, 90*time.Second)}
+	for _, tb := range tabs {
+		tb.navigate(t, p.signIn("/?console=1&channel="+ch))
+		tb.waitJS(t, 20*time.Second, playingRelayed, describePlayers)
+		tb.await(t, 10*time.Second, tile0+".two.snapshot().data.open", describeTw)
+	}
+	talker, other := tabs[0], tabs[1]
+	talker.eval(t, pressTalk, nil)
+	talker.await(t, 10*time.Second, tile0+".two.snapshot().talk.live", describeTw)
+	other.await(t, 10*time.Second, tile0+".snapshot().events.some((e) => e.what === 'talker' && e.detail === 'another page')", describePlayers)
+	time.Sleep(2 * time.Second)
+	talker.eval(t, releaseTlk, nil)
+	talker.await(t, 5*time.Second, tile0+".two.snapshot().talk.trackState === 'ended'", describeTw)
+	file := stableRecording(t, dir)
+	codec, dur := probeAudio(t, file)
+	if codec != "opus" || dur < time.Second {
+		t.Fatalf("the camera recorded %s of %v from the relayed page's push-to-talk", codec, dur)
+	}
+	t.Logf("the camera recorded %v of Opus through the relay", dur.Round(time.Millisecond))
+
+	other.eval(t, typeLine("hello through the relay"), nil)
+	for i, tb := range tabs {
+		tb.await(t, 10*time.Second, tile0+".two.snapshot().data.console.includes('< hello through the relay')", describeTw)
+		if s := tb.players(t)[0]; s.State != "playing" {
+			t.Errorf("page %d: state %s after two-way", i, s.State)
+		}
+	}
+}

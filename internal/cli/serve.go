@@ -437,7 +437,7 @@ const relayJoinTimeout = 10 * time.Second
 func (f *serveFlags) whepHandler(ctl *control.Client, hc *http.Client, log *slog.Logger) (*relay.Relay, http.Handler, error) {
 	allowed := slices.Clone([]string(f.channels))
 	rel, err := relay.New(relay.Config{
-		Control: ctl, HTTPClient: hc, LoopbackOnly: f.loopback, Logger: log, Audio: true,
+		Control: ctl, HTTPClient: hc, LoopbackOnly: f.loopback, Logger: log, Audio: true, Talk: !f.noTalk, Data: f.data,
 		Warm: f.warm, Linger: f.linger, JoinTimeout: relayJoinTimeout,
 		Allow: func(channel string) error {
 			if !slices.Contains(allowed, channel) {

@@ -91,20 +91,19 @@
       if (solo && ev.track.kind === 'video' && !e.stream) show(e, ev.track);
     };
     e.pc.onicecandidate = (ev) => e.adopted || e.candidates.push(ev.candidate);
+    // The offer goes out as soon as it exists; setLocalDescription runs
+    // meanwhile, and the answer is applied after it.
     e.offer = e.pc
       .createOffer()
       .then((o) => {
-        e.t.offer = performance.now();
+        e.t.offer = e.t.sent = performance.now();
         e.offerSdp = o.sdp;
         e.sld = e.pc.setLocalDescription(o);
-        return e.sld;
-      })
-      .then(() => {
+        const post = fetch(s.whep, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: o.sdp, credentials: 'same-origin', cache: 'no-store' });
         if (solo) element(e);
-        e.t.sent = performance.now();
-        return fetch(s.whep, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: e.offerSdp, credentials: 'same-origin', cache: 'no-store' });
+        return Promise.all([post, e.sld]);
       })
-      .then((r) => {
+      .then(([r]) => {
         e.response = r;
         if (!r.ok) return settle();
         return r.text().then((sdp) => {

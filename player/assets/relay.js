@@ -376,6 +376,7 @@ Attempt.prototype.onUpstream = function (st) {
     this.finish('signaling-lost', 'relay', { detail: 'the server closed the channel' });
     return;
   }
+  this.relayTwoWay(st);
   if (upstreamTrouble[st.state]) {
     this.p.upstream = st;
     this.p.setState('upstream', st.cause || st.state);
@@ -386,6 +387,27 @@ Attempt.prototype.onUpstream = function (st) {
     // Do not count the outage as a stall of this browser's connection.
     this.lastFrameAt = now();
     if (this.played) this.p.setState('playing', 'the camera is back');
+  }
+};
+
+/** Two-way through the relay: one speaker at a time (status.talker is the
+ * WHEP resource that has the floor), and what the camera declined. */
+Attempt.prototype.relayTwoWay = function (st) {
+  const two = this.p.two;
+  const mine = this.relay.location.split('/').pop();
+  const other = !!st.talker && st.talker !== mine;
+  if (other !== !!this.p.otherTalking) {
+    this.p.otherTalking = other;
+    this.p.log('talker', other ? 'another page' : st.talker ? 'this page' : 'nobody');
+    if (other && two.talk) two.notice('Someone else is talking to the camera: your voice goes through when they stop.');
+  }
+  if (st.talkDeclined && two.talk && !two.talkDeclined) {
+    two.talkDeclined = 'The camera declined talk-back audio: it does not take it (video is not affected).';
+    if (two.talkEl) two.updateTalk();
+  }
+  if (st.dataDeclined && two.data && !two.dataDeclined) {
+    two.dataDeclined = 'The camera declined the data channel: it does not take messages.';
+    if (two.consoleEl) two.updateData();
   }
 };
 

@@ -248,6 +248,7 @@ class TwoWay {
       this.notice(this.talkDeclined);
       return;
     }
+    if (this.p.otherTalking) this.notice('Someone else is talking to the camera: your voice goes through when they stop.');
     const md = navigator.mediaDevices;
     if (!md || !md.getUserMedia) {
       this.notice('The microphone needs a secure page: open the player over HTTPS (or on localhost).');
