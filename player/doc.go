@@ -59,8 +59,9 @@
 // may watch); TokenAuthorizer and CallbackAuthorizer delegate that
 // decision to short-lived tokens signed by the app (SignToken) or to an
 // HTTP callback of the app, as kvsrtc serve --api-only does. The element
-// runs the built-in pages' own scripts (signaling.js, api.js, twoway.js, player.js:
-// one implementation of the connect policy) in a shadow root, under a
+// runs the built-in pages' own scripts (signaling.js, api.js, twoway.js,
+// player.js, attempt.js, relay.js, tile.js: one implementation of the
+// connect policy) in a shadow root, under a
 // strict Content-Security-Policy; see docs/EMBED.md.
 //
 // Endpoints:

@@ -10,10 +10,10 @@ import (
 )
 
 // moduleSources are the files of kvs-viewer.js, joined in this order into
-// one ES module. The first five are the built-in pages' own scripts (they
+// one ES module. All but the last are the built-in pages' own scripts (they
 // inline them with app.js instead of element.js): the element and the
 // pages run one implementation of the connect policy.
-var moduleSources = []string{"signaling.js", "api.js", "twoway.js", "player.js", "relay.js", "element.js"}
+var moduleSources = []string{"signaling.js", "api.js", "twoway.js", "player.js", "attempt.js", "relay.js", "tile.js", "element.js"}
 
 // moduleAssets are the <kvs-viewer> module and its TypeScript declarations.
 type moduleAssets struct {
