@@ -42,15 +42,22 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 		duration time.Duration
 		codec    string
 		talkDir  string
+		mode     string
 		lf       logFlags
 	)
 	fs.StringVar(&listen, "listen", defaultLocalListen, "address of the local KVS service (a free port is used if this one is taken)")
 	fs.StringVar(&web, "web", defaultServeListen, `address of the web player (a free port is used if this one is taken; "-" for none)`)
 	fs.DurationVar(&duration, "duration", 0, "stop after the viewer has streamed this long (default: until Ctrl-C)")
 	fs.StringVar(&codec, "codec", "H264", "video codec of the test pattern: H264 or VP8")
+	fs.StringVar(&mode, "mode", string(player.ModeDirect), "how the web player's page reaches the camera: direct, relay (through the player server, over WHEP) or auto (see kvsrtc serve --mode)")
 	fs.StringVar(&talkDir, "talkback-dir", "", "where the camera records what viewers say with push-to-talk (one Ogg/Opus file per viewer; default: a new temporary directory, kept)")
 	lf.registerLevel(fs, "warn")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	// The web player's relay (--mode relay|auto), shaped as kvsrtc serve's.
+	rf := serveFlags{channels: stringList{demoChannel}, loopback: true, data: true, mode: mode}
+	if err := rf.checkRelayFlags(); err != nil {
 		return err
 	}
 	vc, err := rtc.ParseCodec(codec)
@@ -132,6 +139,13 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 		}
 		// The page: push-to-talk (on by default) and the data console.
 		pcfg := player.Config{Control: ctl, Channels: []string{demoChannel}, Auth: token, LoopbackOnly: true, Data: true, Logger: log.With("component", "player")}
+		if rf.whep {
+			closeRelay, err := rf.mountRelay(&pcfg, ctl, nil, log.With("component", "relay"))
+			if err != nil {
+				return err
+			}
+			defer closeRelay()
+		}
 		p, err := startPlayer(ctx, pcfg, web, nil)
 		if err != nil && web == defaultServeListen && errors.Is(err, syscall.EADDRINUSE) {
 			p, err = startPlayer(ctx, pcfg, "127.0.0.1:0", nil)
@@ -143,6 +157,9 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 		defer cancel()
 		fmt.Fprintf(env.Stdout, "kvsrtc demo: live video in your browser: %s\n", p.signInURL(demoSignInTTL))
 		fmt.Fprintf(env.Stdout, "kvsrtc demo: (a one-time link; other browsers sign in with the token %s)\n", token)
+		if rf.whep {
+			fmt.Fprintf(env.Stdout, "kvsrtc demo: mode %s: %s\n", mode, modeWords[mode])
+		}
 		fmt.Fprintf(env.Stdout, "kvsrtc demo: in the page, hold \"Hold to talk\" to talk to the camera; \"Data\" opens the data channel console\n")
 	}
 

@@ -147,21 +147,14 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 		Control: ctl, Channels: f.channels, Auth: token, NoAuth: f.noAuth, ForceRelay: f.relay, LoopbackOnly: f.loopback,
 		Retry:       viewer.RetryPolicy{AnswerTimeout: f.answerTO, MaxAttempts: f.attempts},
 		SessionRate: f.sessionRate, SessionBurst: f.sessionBurst, HTTPClient: hc, Logger: log,
-		TrustedProxies: f.proxies, NoTalk: f.noTalk, Data: f.data, Mode: player.Mode(f.mode),
+		TrustedProxies: f.proxies, NoTalk: f.noTalk, Data: f.data,
 	}
 	if f.whep {
-		rel, h, err := f.whepHandler(ctl, hc, log)
+		closeRelay, err := f.mountRelay(&cfg, ctl, hc, log)
 		if err != nil {
 			return err
 		}
-		defer func() { _ = rel.Close() }()
-		cfg.Mount = map[string]http.Handler{whepPrefix: h}
-		cfg.WHEP = whepPrefix
-		cfg.Relayed = func(channel string) bool {
-			_, open := rel.Status(channel)
-			return open
-		}
-		cfg.Metrics = func(w io.Writer) error { return rel.Stats().WritePrometheus(w) }
+		defer closeRelay()
 	}
 	p, err := startPlayer(ctx, cfg, f.listen, tlsCfg)
 	if err != nil {
@@ -425,6 +418,26 @@ func (f *serveFlags) checkRelayFlags() error {
 		}
 	}
 	return nil
+}
+
+// mountRelay builds the relay of the served channels and mounts its WHEP
+// endpoint in cfg (with cfg's mode, its counters on /metrics and, for
+// auto mode, which channels are relayed); closeRelay ends its upstream
+// sessions and peers.
+func (f *serveFlags) mountRelay(cfg *player.Config, ctl *control.Client, hc *http.Client, log *slog.Logger) (closeRelay func(), err error) {
+	rel, h, err := f.whepHandler(ctl, hc, log)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Mode = player.Mode(f.mode)
+	cfg.Mount = map[string]http.Handler{whepPrefix: h}
+	cfg.WHEP = whepPrefix
+	cfg.Relayed = func(channel string) bool {
+		_, open := rel.Status(channel)
+		return open
+	}
+	cfg.Metrics = func(w io.Writer) error { return rel.Stats().WritePrometheus(w) }
+	return func() { _ = rel.Close() }, nil
 }
 
 // relayJoinTimeout bounds how long a browser's WHEP offer waits for a cold
