@@ -331,3 +331,27 @@ func TestRelayModeTwoWay(t *testing.T) {
 		}
 	}
 }
+
+// TestRelayModePageICERestart: a page's own network trouble is handled on
+// its own connection: an ICE restart by PATCH keeps the same WHEP session
+// and peer connection, video goes on, and the relay's upstream (the
+// camera's one viewer) is not touched.
+func TestRelayModePageICERestart(t *testing.T) {
+	ch := newChannel(t)
+	cam := shared.env.StartMaster(t, kvstest.MasterOptions{Channel: ch, Logger: testLogger("master")})
+	p, r := startRelayPlayer(t, player.ModeRelay, player.Config{Channels: []string{ch}}, nil)
+	tb := newTab(t, 60*time.Second)
+	tb.navigate(t, p.signIn("/?channel="+ch))
+	tb.waitJS(t, 20*time.Second, playingRelayed, describePlayers)
+	before := r.Stats()
+	frames := tb.framesDecoded(t)
+	tb.eval(t, "("+tile0+".cur.restartICE('network-change'), true)", nil)
+	tb.await(t, 15*time.Second, tile0+".snapshot().events.some((e) => e.what === 'ice-restarted') && "+tile0+".state === 'playing'", describePlayers)
+	tb.waitJS(t, 10*time.Second, fmt.Sprintf(`%s.snapshot().framesDecoded > %d`, tile0, frames+30), describePlayers)
+	s := tb.players(t)[0]
+	after := r.Stats()
+	if s.AttemptsTotal != 1 || s.Recoveries != 0 || after.Peers != 1 || after.UpstreamsOpened != before.UpstreamsOpened || len(cam.Master.Viewers()) != 1 {
+		t.Errorf("after the page's ICE restart: attempts %d, recoveries %d, relay peers %d, upstreams opened %d -> %d, camera viewers %d",
+			s.AttemptsTotal, s.Recoveries, after.Peers, before.UpstreamsOpened, after.UpstreamsOpened, len(cam.Master.Viewers()))
+	}
+}
