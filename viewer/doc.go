@@ -13,7 +13,8 @@
 // is waited out only with Config.WaitForSlot.
 //
 // While streaming, the session keeps its media through everything it can:
-//   - The signaling connection is renewed in the background on GO_AWAY, when
+//   - The signaling connection (a signaling.Session per attempt, with the
+//     attempt's client id) is renewed in the background on GO_AWAY, when
 //     it closes (idle timeout, connection cap), when its keepalive goes
 //     unanswered (a socket that died silently) and before the 1-hour limit
 //     (Config.SignalingRenewAfter); a renewal refused for the signing time

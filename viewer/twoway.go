@@ -261,25 +261,23 @@ func (a *attemptRun) setupTwoWay() error {
 		if s.cfg.Audio {
 			dir = webrtc.RTPTransceiverDirectionSendrecv
 		}
-		tr, err := a.pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: dir})
+		tr, err := a.peer.PC.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: dir})
 		if err != nil {
 			return err
 		}
 		a.tw.track, a.tw.sender = track, tr.Sender()
-		a.wg.Add(1)
-		go func() { // RTCP for the sender's interceptors
-			defer a.wg.Done()
+		a.peer.Go(func(context.Context) { // RTCP for the sender's interceptors
 			for {
 				if _, _, err := tr.Sender().ReadRTCP(); err != nil {
 					return
 				}
 			}
-		}()
+		})
 	}
 	if !s.cfg.Data {
 		return nil
 	}
-	dc, err := a.pc.CreateDataChannel(rtc.DataChannelLabel, nil)
+	dc, err := a.peer.PC.CreateDataChannel(rtc.DataChannelLabel, nil)
 	if err != nil {
 		return err
 	}
@@ -316,7 +314,7 @@ func (a *attemptRun) setupTwoWay() error {
 	a.onMessages(dc)
 	// Channels the master opens (the JS SDK's master sample sends on its
 	// own "kvsDataChannel") are read too.
-	a.pc.OnDataChannel(a.onMessages)
+	a.peer.PC.OnDataChannel(a.onMessages)
 	return nil
 }
 
@@ -351,7 +349,7 @@ func (a *attemptRun) beforeAnswer(answer string) {
 	for _, m := range sum.Media {
 		if m.Kind == "audio" {
 			if m.Port == 0 {
-				if err := a.pc.RemoveTrack(a.tw.sender); err != nil {
+				if err := a.peer.PC.RemoveTrack(a.tw.sender); err != nil {
 					a.s.log.Debug("removing the talk-back track", "err", err)
 				}
 				a.tw.sender = nil
