@@ -335,13 +335,7 @@ func (u *upstream) runData(ctx context.Context, s *viewer.Session) {
 // toPeers sends a camera's message to every peer with an open data
 // channel.
 func (u *upstream) toPeers(m viewer.Message) {
-	u.mu.Lock()
-	peers := make([]*Peer, 0, len(u.peers))
-	for p := range u.peers {
-		peers = append(peers, p)
-	}
-	u.mu.Unlock()
-	for _, p := range peers {
+	for _, p := range u.peerList() {
 		switch err := p.sendData(m); {
 		case err == nil:
 			u.msgsToPeers.Add(1)

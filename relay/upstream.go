@@ -433,15 +433,20 @@ func (u *upstream) maybeLingerLocked() {
 	})
 }
 
-// closePeers closes every peer of the channel.
-func (u *upstream) closePeers(reason string) {
+// peerList returns the channel's peers now.
+func (u *upstream) peerList() []*Peer {
 	u.mu.Lock()
+	defer u.mu.Unlock()
 	peers := make([]*Peer, 0, len(u.peers))
 	for p := range u.peers {
 		peers = append(peers, p)
 	}
-	u.mu.Unlock()
-	for _, p := range peers {
+	return peers
+}
+
+// closePeers closes every peer of the channel.
+func (u *upstream) closePeers(reason string) {
+	for _, p := range u.peerList() {
 		p.close(reason)
 	}
 }

@@ -33,28 +33,8 @@ func TestBrowserBenchmark(t *testing.T) {
 	ch := newChannel(t)
 	startMaster(t, ch)
 	p := startPlayer(t, player.Config{Channels: []string{ch}, SessionBurst: 1000})
-	// Sign in once per context: the cookie is set by a first navigation
-	// that is not measured.
-	ours := func() float64 {
-		tb := newTab(t, 30*time.Second)
-		defer tb.close()
-		tb.navigate(t, p.signIn("/login?next=/healthz"))
-		tb.navigate(t, p.url+"/?channel="+ch)
-		tb.await(t, 20*time.Second, playing, describePlayers)
-		ms := tb.players(t)[0].TTFFMs
-		// Free the master's viewer slot now (it allows 10).
-		tb.eval(t, "window.kvsrtc.players.forEach(p => p.stop()), true", nil)
-		return ms
-	}
-	official := func() float64 {
-		tb := newTab(t, 30*time.Second)
-		defer tb.close()
-		tb.navigate(t, officialPageURL("official-viewer", ch))
-		tb.await(t, 20*time.Second, "window.result.error !== null || (window.result.firstFrameMs !== null && window.result.frames >= 10)", "window.result")
-		ms := *tb.officialResult(t).FirstFrameMs
-		tb.eval(t, "window.viewer.peerConnection.close(), window.viewer.signalingClient.close(), true", nil)
-		return ms
-	}
+	ours := func() float64 { return loadPlayer(t, p, ch, playing) }
+	official := func() float64 { return loadOfficial(t, ch) }
 	// One warm-up each (the first page in a browser pays for process
 	// start-up); then alternate.
 	ours()
@@ -81,6 +61,33 @@ func TestBrowserBenchmark(t *testing.T) {
 	if ma, mb := median(a), median(b); ma > mb/2 {
 		t.Errorf("the player's median %.0f ms is more than half the official flow's %.0f ms", ma, mb)
 	}
+}
+
+// loadPlayer loads the player page of ch in a fresh browser context until
+// want holds and returns its time to first frame (ms). It signs in first
+// (the cookie is set by a navigation that is not measured) and stops the
+// page at the end, which frees the camera's viewer slot (it allows 10).
+func loadPlayer(t *testing.T, p *playerServer, ch, want string) float64 {
+	tb := newTab(t, 40*time.Second)
+	defer tb.close()
+	tb.navigate(t, p.signIn("/login?next=/healthz"))
+	tb.navigate(t, p.url+"/?channel="+ch)
+	tb.await(t, 30*time.Second, want, describePlayers)
+	ms := tb.players(t)[0].TTFFMs
+	tb.eval(t, "window.kvsrtc.players.forEach(p => p.stop()), true", nil)
+	return ms
+}
+
+// loadOfficial loads the official SDK viewer flow's page for ch in a fresh
+// browser context and returns its time to first frame (ms).
+func loadOfficial(t *testing.T, ch string) float64 {
+	tb := newTab(t, 30*time.Second)
+	defer tb.close()
+	tb.navigate(t, officialPageURL("official-viewer", ch))
+	tb.await(t, 20*time.Second, "window.result.error !== null || (window.result.firstFrameMs !== null && window.result.frames >= 10)", "window.result")
+	ms := *tb.officialResult(t).FirstFrameMs
+	tb.eval(t, "window.viewer.peerConnection.close(), window.viewer.signalingClient.close(), true", nil)
+	return ms
 }
 
 type stats struct{ median, p90, mean, min, max float64 }
@@ -144,26 +151,9 @@ func TestBrowserBenchmarkRelay(t *testing.T) {
 	direct := startPlayer(t, player.Config{Channels: []string{warmCh}, SessionBurst: 1000})
 
 	page := func(p *playerServer, ch, want string) func() float64 {
-		return func() float64 {
-			tb := newTab(t, 40*time.Second)
-			defer tb.close()
-			tb.navigate(t, p.signIn("/login?next=/healthz"))
-			tb.navigate(t, p.url+"/?channel="+ch)
-			tb.await(t, 30*time.Second, want, describePlayers)
-			ms := tb.players(t)[0].TTFFMs
-			tb.eval(t, "window.kvsrtc.players.forEach(p => p.stop()), true", nil)
-			return ms
-		}
+		return func() float64 { return loadPlayer(t, p, ch, want) }
 	}
-	official := func() float64 {
-		tb := newTab(t, 30*time.Second)
-		defer tb.close()
-		tb.navigate(t, officialPageURL("official-viewer", warmCh))
-		tb.await(t, 20*time.Second, "window.result.error !== null || (window.result.firstFrameMs !== null && window.result.frames >= 10)", "window.result")
-		ms := *tb.officialResult(t).FirstFrameMs
-		tb.eval(t, "window.viewer.peerConnection.close(), window.viewer.signalingClient.close(), true", nil)
-		return ms
-	}
+	official := func() float64 { return loadOfficial(t, warmCh) }
 	runs := []struct {
 		name string
 		load func() float64

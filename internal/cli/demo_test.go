@@ -6,18 +6,14 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/kvsrtc/kvsrtc/internal/testutil"
 	"github.com/kvsrtc/kvsrtc/kvstest"
-	"github.com/kvsrtc/kvsrtc/player"
-	"github.com/kvsrtc/kvsrtc/whep"
 )
 
 // TestDemoTalkBackAndData: the demo's camera records what a viewer says in
@@ -107,35 +103,7 @@ func TestDemoRelayMode(t *testing.T) {
 	if m == nil || !strings.Contains(out.String(), "mode relay: this server is each camera's one viewer") {
 		t.Fatalf("demo output:\n%s", out.String())
 	}
-	base, token := m[1], m[2]
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, base+"/api/session", strings.NewReader(`{"channel":"`+demoChannel+`"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sess player.Session
-	err = json.NewDecoder(resp.Body).Decode(&sess)
-	resp.Body.Close()
-	if err != nil || sess.Mode != "relay" {
-		t.Fatalf("session: %+v, %v; want a relay session", sess, err)
-	}
-	wctx, wcancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer wcancel()
-	c, err := whep.Dial(wctx, base+sess.WHEP, whep.ClientConfig{LoopbackOnly: true, Header: http.Header{"Authorization": {"Bearer " + token}}})
-	if err != nil {
-		t.Fatalf("WHEP: %v", err)
-	}
-	select {
-	case <-c.FirstFrame():
-	case <-wctx.Done():
-		t.Fatal("no frame through the demo's relay within 30 s")
-	}
-	_ = c.Close(wctx)
+	playsThroughRelay(t, m[1], demoChannel, m[2])
 	cancel()
 	if code := <-done; code != 0 {
 		t.Errorf("demo exit %d:\n%s\n%s", code, out.String(), errb.String())

@@ -478,7 +478,31 @@ func TestServeRelayMode(t *testing.T) {
 	if out := r.stdout.String(); !strings.Contains(out, "mode relay: this server is each camera's one viewer") {
 		t.Errorf("stdout does not say the mode:\n%s", out)
 	}
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, base+"/api/session", strings.NewReader(`{"channel":"demo"}`))
+	sess := playsThroughRelay(t, base, "demo", token)
+	if sess.WHEP != "/whep/demo" || sess.ClientID != "" || sess.SignalingURL != "" {
+		t.Errorf("relay session %+v: want the channel's WHEP endpoint and no client id or signaling URL", sess)
+	}
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`kvsrtc_player_relay_sessions_total{channel="demo"} 1`, "kvsrtc_relay_"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s:\n%s", want, body)
+		}
+	}
+}
+
+// playsThroughRelay asks the player at base for a session of channel with
+// the token: it must be a relay session, whose WHEP endpoint plays the
+// camera (a Go WHEP client's first frame within 30 s).
+func playsThroughRelay(t *testing.T, base, channel, token string) player.Session {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, base+"/api/session", strings.NewReader(`{"channel":"`+channel+`"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -491,7 +515,7 @@ func TestServeRelayMode(t *testing.T) {
 	var sess player.Session
 	err = json.NewDecoder(resp.Body).Decode(&sess)
 	resp.Body.Close()
-	if err != nil || resp.StatusCode != http.StatusOK || sess.Mode != "relay" || sess.WHEP != "/whep/demo" || sess.ClientID != "" || sess.SignalingURL != "" {
+	if err != nil || resp.StatusCode != http.StatusOK || sess.Mode != "relay" {
 		t.Fatalf("session: HTTP %d, %+v, %v; want a relay session", resp.StatusCode, sess, err)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
@@ -500,23 +524,11 @@ func TestServeRelayMode(t *testing.T) {
 	if err != nil {
 		t.Fatalf("WHEP: %v", err)
 	}
+	defer func() { _ = c.Close(ctx) }()
 	select {
 	case <-c.FirstFrame():
 	case <-ctx.Done():
-		t.Fatal("no frame through kvsrtc serve --mode relay within 30 s")
+		t.Fatalf("no frame through the relay at %s within 30 s", base)
 	}
-	req, _ = http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/metrics", nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, want := range []string{`kvsrtc_player_relay_sessions_total{channel="demo"} 1`, "kvsrtc_relay_"} {
-		if !strings.Contains(string(body), want) {
-			t.Errorf("/metrics lacks %s:\n%s", want, body)
-		}
-	}
-	_ = c.Close(ctx)
+	return sess
 }

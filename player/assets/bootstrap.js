@@ -71,6 +71,20 @@
     else v.addEventListener('playing', first, { once: true });
     v.play().catch(() => {});
   };
+  // The offer's sections: video, audio (push-to-talk and the data channel
+  // are in the first offer, with no track and no microphone until the
+  // button is pressed: see twoway.js) and the data channel; the first video
+  // track plays at once on a one-camera page.
+  const media = (e) => {
+    e.pc.addTransceiver('video', { direction: 'recvonly' });
+    e.pc.addTransceiver('audio', { direction: cfg.talk ? 'sendrecv' : 'recvonly' });
+    if (cfg.data) e.dc = e.pc.createDataChannel('kvsDataChannel');
+    e.pc.ontrack = (ev) => {
+      if (ev.receiver && 'jitterBufferTarget' in ev.receiver) ev.receiver.jitterBufferTarget = 0;
+      e.tracks.push(ev);
+      if (solo && ev.track.kind === 'video' && !e.stream) show(e, ev.track);
+    };
+  };
   // Relay mode (relay.js): the offer goes to the server's WHEP endpoint at
   // once; the player adopts the peer connection and the answer.
   const relay = (channel, s) => {
@@ -82,14 +96,7 @@
     }
     let settle;
     pending.push(new Promise((r) => (settle = e.settle = r)));
-    e.pc.addTransceiver('video', { direction: 'recvonly' });
-    e.pc.addTransceiver('audio', { direction: cfg.talk ? 'sendrecv' : 'recvonly' });
-    if (cfg.data) e.dc = e.pc.createDataChannel('kvsDataChannel');
-    e.pc.ontrack = (ev) => {
-      if (ev.receiver && 'jitterBufferTarget' in ev.receiver) ev.receiver.jitterBufferTarget = 0;
-      e.tracks.push(ev);
-      if (solo && ev.track.kind === 'video' && !e.stream) show(e, ev.track);
-    };
+    media(e);
     e.pc.onicecandidate = (ev) => e.adopted || e.candidates.push(ev.candidate);
     // The offer goes out as soon as it exists; setLocalDescription runs
     // meanwhile, and the answer is applied after it.
@@ -199,16 +206,7 @@
       e.closed = true;
       e.closeCode = ev.code;
     };
-    e.pc.addTransceiver('video', { direction: 'recvonly' });
-    // Push-to-talk and the data channel are in the first offer (no track
-    // and no microphone until the button is pressed: see twoway.js).
-    e.pc.addTransceiver('audio', { direction: cfg.talk ? 'sendrecv' : 'recvonly' });
-    if (cfg.data) e.dc = e.pc.createDataChannel('kvsDataChannel');
-    e.pc.ontrack = (ev) => {
-      if (ev.receiver && 'jitterBufferTarget' in ev.receiver) ev.receiver.jitterBufferTarget = 0;
-      e.tracks.push(ev);
-      if (solo && ev.track.kind === 'video' && !e.stream) show(e, ev.track);
-    };
+    media(e);
     e.pc.onicecandidate = (ev) => {
       const c = ev.candidate;
       if (e.adopted || !c || !c.candidate || (cfg.loopbackOnly && !loopback(c.candidate))) return;
