@@ -20,6 +20,10 @@ import (
 	"github.com/kvsrtc/kvsrtc/sigv4"
 )
 
+// This file is over 500 lines on purpose: one test per behaviour of the
+// signaling WebSocket endpoint the official clients rely on (upgrade,
+// presigned URL checks, message shapes, limits, closes).
+
 const (
 	master = kvsproto.RoleMaster
 	viewer = kvsproto.RoleViewer

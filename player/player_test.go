@@ -23,6 +23,10 @@ import (
 	"github.com/kvsrtc/kvsrtc/viewer"
 )
 
+// This file is over 500 lines on purpose: the player's HTTP API end to
+// end (configuration, sessions and refusals, sign-in, diagnosis and
+// reports, the channel and ICE caches), on one fixture.
+
 func TestConfigValidation(t *testing.T) {
 	ctl := kvstest.New(t, kvstest.Options{Emulator: emulator.Config{TURNDisabled: true}}).Control
 	ok := player.Config{Control: ctl, Channels: []string{"cam"}, Auth: testToken}

@@ -20,6 +20,11 @@ import (
 	"github.com/kvsrtc/kvsrtc/sigv4"
 )
 
+// This file is over 500 lines on purpose: presigning and request signing
+// with their verifiers, each checked against the ways a client signs (the
+// official SDKs' styles) and each way a signature can be wrong; the cases
+// read best side by side.
+
 var (
 	testCreds = sigv4.Credentials{AccessKeyID: "AKIDEXAMPLE", SecretAccessKey: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"}
 	testToken = "IQoJb3JpZ2luX2VjEXAMPLE//////////wEaCXVzLXdlc3QtMiJHMEUCIQDEXAMPLE+session/token=="

@@ -27,6 +27,10 @@ import (
 	"github.com/kvsrtc/kvsrtc/viewer"
 )
 
+// This file is over 500 lines on purpose: it is the resilience matrix of
+// docs/RESILIENCE.md, one test per row in the matrix's order, so that a
+// row and its test are found in one place.
+
 // runDoctor runs kvsrtc doctor's checks with short waits.
 func runDoctor(t testing.TB, cfg doctor.Config) *doctor.Report {
 	t.Helper()

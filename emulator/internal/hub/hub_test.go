@@ -15,6 +15,10 @@ import (
 	"github.com/kvsrtc/kvsrtc/kvsproto"
 )
 
+// This file is over 500 lines on purpose: the hub's routing rules (who
+// receives which message, buffering until a late join, expiry, quotas),
+// one test per rule, most of them under testing/synctest.
+
 // Payloads of kvs-protocol.md §4.12.
 var (
 	offerP  = "eyJ0eXBlIjoib2ZmZXIiLCJzZHAiOiJ2PTAuLi4ifQ==" // {"type":"offer","sdp":"v=0..."}

@@ -34,6 +34,10 @@ import (
 	"github.com/kvsrtc/kvsrtc/viewer"
 )
 
+// This file is over 500 lines on purpose: building go2rtc from the module
+// proxy, its configuration, its loopback-only namespace and the log it
+// leaves on a miss are one harness for its two tests.
+
 // go2rtcVersion is the go2rtc release scripts/deps/go2rtc.sh builds.
 const go2rtcVersion = "v1.9.14"
 
