@@ -21,8 +21,9 @@ import (
 )
 
 // This file is over 500 lines on purpose: one test per behaviour of the
-// signaling WebSocket endpoint the official clients rely on (upgrade,
-// presigned URL checks, message shapes, limits, closes).
+// signaling WebSocket endpoint (routing, message TTL, the master and viewer
+// limits, refusals and throttling, bad messages, timeouts, faults, slow
+// consumers, shutdown, TLS).
 
 const (
 	master = kvsproto.RoleMaster
