@@ -9,9 +9,13 @@
 //
 //   - Each viewer (the senderClientId of an SDP_OFFER) gets a
 //     PeerConnection of its own, up to Config.MaxViewers. An offer from a
-//     viewer that already has one replaces it (as the JS master does). An
-//     offer beyond the limit is not answered (KVS gives the master no way
-//     to refuse one); it is logged and reported as EventViewerFailed.
+//     viewer that already has one replaces it (as the JS master does). At
+//     the limit, one viewer makes room for the new one if it can spare it:
+//     the oldest that never connected, else the one whose connection has
+//     been down longest, else the one nothing has arrived from for the
+//     longest (over 4 s). Otherwise the offer is not answered (KVS gives
+//     the master no way to refuse one); it is logged and reported as
+//     EventViewerFailed with ErrTooManyViewers.
 //   - The answer is sent at once, with recipientClientId and a correlation
 //     id; ICE candidates trickle both ways. Candidates from a viewer that
 //     arrive before its offer are held for 20 s.

@@ -3,7 +3,6 @@ package master
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -38,8 +37,7 @@ type Master struct {
 	cfg     Config
 	started atomic.Bool
 
-	mu    sync.Mutex
-	peers map[string]*peer // current viewers; written by Run's loop under mu
+	peers peerSet // the current viewers
 }
 
 // New validates cfg and returns a Master. Nothing starts before Run.
@@ -48,15 +46,15 @@ func New(cfg Config) (*Master, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Master{cfg: c, peers: make(map[string]*peer)}, nil
+	return &Master{cfg: c, peers: peerSet{m: make(map[string]*peer)}}, nil
 }
 
 // Viewers returns the current viewers, sorted by client id.
 func (m *Master) Viewers() []ViewerInfo {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := make([]ViewerInfo, 0, len(m.peers))
-	for _, p := range m.peers {
+	m.peers.mu.Lock()
+	defer m.peers.mu.Unlock()
+	out := make([]ViewerInfo, 0, len(m.peers.m))
+	for _, p := range m.peers.m {
 		out = append(out, ViewerInfo{
 			ClientID: p.id, State: p.state, Since: p.since, ConnectedAt: p.connectedAt,
 			Audio: p.audio != nil, BytesSent: p.bytes.Load(), Samples: p.samples.Load(),
@@ -83,7 +81,8 @@ func (m *Master) Run(ctx context.Context) error {
 		log:        m.cfg.Logger,
 		ctl:        m.cfg.Control,
 		codec:      m.cfg.Video.Codec(),
-		peers:      make(map[string]*peer),
+		peers:      &m.peers,
+		admission:  admission{max: m.cfg.MaxViewers},
 		early:      make(map[string]*earlyQueue),
 		peerEvents: make(chan peerEvent, peerEventBuffer),
 		iceKick:    make(chan struct{}, 1),
@@ -118,8 +117,9 @@ type run struct {
 	sigStarted  time.Time    // when the current connection came up
 	renewReason string       // of the renewal in progress
 
-	peers map[string]*peer
-	early map[string]*earlyQueue
+	peers     *peerSet  // the Master's; the loop is its only writer
+	admission admission // who gets a viewer slot (admission.go)
+	early     map[string]*earlyQueue
 
 	peerEvents chan peerEvent
 	iceKick    chan struct{}
@@ -127,12 +127,6 @@ type run struct {
 	audioDone  chan error
 
 	wg sync.WaitGroup // every goroutine the run starts
-}
-
-// earlyQueue holds ICE candidates from a viewer whose offer has not come.
-type earlyQueue struct {
-	first time.Time
-	cands []webrtc.ICECandidateInit
 }
 
 func (r *run) endpoints() control.Endpoints {
@@ -278,401 +272,11 @@ func (r *run) loop(ctx context.Context) error {
 
 // shutdown closes every peer and connection and waits for all goroutines.
 func (r *run) shutdown() {
-	for _, p := range r.peers {
+	for _, p := range r.peers.m {
 		r.removePeer(p, ErrShutdown)
 	}
 	clear(r.early)
 	r.wg.Wait() // the session's Run has returned: its context ended
-}
-
-// onPeer handles a forwarded pion callback.
-func (r *run) onPeer(ctx context.Context, pe peerEvent) {
-	p := pe.p
-	if r.peers[p.id] != p {
-		return // a replaced or removed peer
-	}
-	if pe.tw != nil {
-		switch pe.tw.kind {
-		case EventTalkStarted:
-			p.talking = true
-		case EventTalkStopped:
-			p.talking = false
-		}
-		r.onTwoWayNote(p, pe.tw)
-		return
-	}
-	if pe.cand != nil {
-		r.send(ctx, outMsg{action: kvsproto.ActionICECandidate, cand: toKVS(*pe.cand), to: p.id})
-		return
-	}
-	switch s := p.pc.ConnectionState(); s {
-	case webrtc.PeerConnectionStateConnected:
-		p.disconnectedAt = time.Time{}
-		p.checkRestart()
-		if !p.joined {
-			p.joined = true
-			r.setState(p, ViewerConnected, true)
-			r.subscribe(p)
-			r.log.Info("viewer joined", "viewer", p.id, "viewers", len(r.peers), "audio", p.audio != nil,
-				"setup", time.Since(p.since).Round(time.Millisecond))
-			r.emit(Event{Kind: EventViewerJoined, ClientID: p.id})
-		} else if p.state != ViewerConnected {
-			r.setState(p, ViewerConnected, false)
-			r.log.Info("viewer reconnected", "viewer", p.id)
-		}
-	case webrtc.PeerConnectionStateDisconnected:
-		if p.disconnectedAt.IsZero() {
-			p.disconnectedAt = time.Now()
-			r.setState(p, ViewerDisconnected, false)
-			r.log.Info("viewer disconnected; waiting for it to recover", "viewer", p.id, "timeout", r.cfg.DisconnectedTimeout)
-		}
-	case webrtc.PeerConnectionStateFailed:
-		if !p.joined {
-			r.removePeer(p, ErrPeerFailed)
-			return
-		}
-		// A joined viewer may restart ICE (its network changed): keep the
-		// peer for DisconnectedTimeout before giving up on it.
-		if p.disconnectedAt.IsZero() {
-			p.disconnectedAt = time.Now()
-			r.setState(p, ViewerDisconnected, false)
-			r.log.Info("viewer connection failed; waiting for an ICE restart", "viewer", p.id, "timeout", r.cfg.DisconnectedTimeout)
-		}
-	case webrtc.PeerConnectionStateClosed:
-		r.removePeer(p, ErrPeerClosed)
-	}
-}
-
-func (r *run) setState(p *peer, s ViewerState, connected bool) {
-	r.m.mu.Lock()
-	p.state = s
-	if connected {
-		p.connectedAt = time.Now()
-	}
-	r.m.mu.Unlock()
-}
-
-// removePeer forgets a peer, closes it and reports why.
-func (r *run) removePeer(p *peer, why error) {
-	if r.peers[p.id] == p {
-		delete(r.peers, p.id)
-		r.m.mu.Lock()
-		delete(r.m.peers, p.id)
-		r.m.mu.Unlock()
-	}
-	r.closePeer(p)
-	if p.talking {
-		p.talking = false
-		r.onTwoWayNote(p, &twoWayNote{kind: EventTalkStopped})
-	}
-	if p.joined {
-		lvl := slog.LevelInfo
-		if errors.Is(why, ErrPeerFailed) || errors.Is(why, ErrDisconnected) {
-			lvl = slog.LevelWarn
-		}
-		r.log.Log(context.Background(), lvl, "viewer left", "viewer", p.id, "reason", why, "viewers", len(r.peers),
-			"bytes_sent", p.bytes.Load(), "connected_for", time.Since(p.connectedAt).Round(time.Millisecond))
-		r.emit(Event{Kind: EventViewerLeft, ClientID: p.id, Err: why})
-		return
-	}
-	lvl := slog.LevelWarn
-	if errors.Is(why, ErrShutdown) || errors.Is(why, ErrReplaced) {
-		lvl = slog.LevelInfo
-	}
-	r.log.Log(context.Background(), lvl, "viewer did not connect", "viewer", p.id, "reason", why)
-	r.emit(Event{Kind: EventViewerFailed, ClientID: p.id, Err: why})
-}
-
-// sweep enforces the timeouts of peers, early candidates and draining
-// signaling connections.
-func (r *run) sweep(ctx context.Context, now time.Time) {
-	for _, p := range r.peers {
-		p.checkRestart() // a completed restart may bring no state change
-		down := p.downSince(now, r.restartGrace())
-		switch {
-		case !p.joined && now.After(p.deadline):
-			r.removePeer(p, ErrConnectTimeout)
-		case !down.IsZero() && now.Sub(down) > r.cfg.DisconnectedTimeout:
-			if p.disconnectedAt.IsZero() {
-				r.log.Info("the viewer's ICE restart did not connect; dropping it", "viewer", p.id,
-					"restarted", now.Sub(p.restartedAt).Round(time.Millisecond))
-			}
-			r.removePeer(p, ErrDisconnected)
-		}
-	}
-	for id, q := range r.early {
-		if now.Sub(q.first) > earlyCandTTL {
-			r.log.Debug("dropping ICE candidates from a viewer that sent no offer", "viewer", id, "candidates", len(q.cands))
-			delete(r.early, id)
-		}
-	}
-}
-
-// onSignal handles one message of the service, from the current
-// connection or (draining) from one being read after a renewal.
-func (r *run) onSignal(ctx context.Context, ev signaling.Event, draining bool) {
-	switch ev.Type {
-	case kvsproto.MessageSDPOffer:
-		r.onOffer(ctx, ev)
-	case kvsproto.MessageICECandidate:
-		r.onRemoteCandidate(ev)
-	case kvsproto.MessageGoAway:
-		// The session renews (onSession logs it).
-	case kvsproto.MessageReconnectICEServer:
-		r.log.Info("RECONNECT_ICE_SERVER from the service; new viewers will get fresh ICE servers")
-		r.ice.Invalidate(r.arn)
-		select {
-		case r.iceKick <- struct{}{}:
-		default:
-		}
-		r.emit(Event{Kind: EventICERefreshed})
-	case kvsproto.MessageStatusResponse:
-		r.onStatus(ev)
-	default:
-		r.log.Debug("ignoring a signaling event", "type", ev.Type, "sender", ev.SenderClientID)
-	}
-}
-
-func (r *run) onStatus(ev signaling.Event) {
-	st := ev.Status
-	if st == nil || st.Success {
-		return
-	}
-	se := &StatusError{CorrelationID: st.CorrelationID, Code: st.StatusCode.Int(), Type: st.ErrorType, Description: st.Description}
-	if st.CorrelationID != "" {
-		for _, p := range r.peers {
-			if p.corr == st.CorrelationID {
-				se.ClientID = p.id
-			}
-		}
-	}
-	r.log.Warn("the service rejected a message", "correlation_id", se.CorrelationID, "viewer", se.ClientID,
-		"error_type", se.Type, "status", se.Code, "description", se.Description)
-	r.emit(Event{Kind: EventStatus, ClientID: se.ClientID, Err: se})
-}
-
-// onOffer answers a viewer's offer with a new peer.
-func (r *run) onOffer(ctx context.Context, ev signaling.Event) {
-	id := ev.SenderClientID
-	if id == "" || ev.SDP == nil {
-		r.log.Warn("ignoring an SDP offer without senderClientId or SDP")
-		return
-	}
-	sum, sumErr := summarizeOffer(ev.SDP.SDP, r.codec)
-	if old := r.peers[id]; old != nil {
-		if sumErr == nil && sum.fingerprint != "" && sum.fingerprint == old.fingerprint && sum.ufrag != old.ufrag {
-			// The same peer connection with new ICE credentials: an ICE
-			// restart (the viewer's network changed). Keep the session.
-			if r.restartPeer(ctx, old, ev.SDP, sum) {
-				return
-			}
-		}
-		r.log.Info("new offer from a connected viewer; replacing its peer", "viewer", id)
-		r.removePeer(old, ErrReplaced)
-	}
-	fail := func(err error) {
-		delete(r.early, id)
-		r.emit(Event{Kind: EventViewerFailed, ClientID: id, Err: err})
-	}
-	if len(r.peers) >= r.cfg.MaxViewers {
-		// A viewer that was answered but never connected has most likely
-		// given up (its answer was lost and it retried with a new client
-		// id): make room for the new offer instead of refusing it.
-		var stale *peer
-		for _, p := range r.peers {
-			if !p.joined && (stale == nil || p.since.Before(stale.since)) {
-				stale = p
-			}
-		}
-		if stale != nil {
-			r.log.Info("viewer limit reached; dropping a viewer that never connected", "dropped", stale.id, "viewer", id)
-			r.removePeer(stale, ErrConnectTimeout)
-		} else {
-			// Next, a viewer whose connection is down (waiting for an ICE
-			// restart that may never come: it may be this very viewer,
-			// reconnecting under a new client id).
-			// That includes an ICE restart that is not getting anywhere.
-			now := time.Now()
-			var staleSince time.Time
-			for _, p := range r.peers {
-				if d := p.downSince(now, r.restartGrace()); !d.IsZero() && (stale == nil || d.Before(staleSince)) {
-					stale, staleSince = p, d
-				}
-			}
-			if stale != nil {
-				r.log.Info("viewer limit reached; dropping a viewer whose connection is down", "dropped", stale.id, "viewer", id,
-					"down_for", now.Sub(staleSince).Round(time.Millisecond))
-				r.removePeer(stale, ErrDisconnected)
-			}
-		}
-		if stale == nil {
-			// Last, a viewer from which nothing has arrived for a while:
-			// ICE has not noticed yet, but its path is dead.
-			var silentFor time.Duration
-			for _, p := range r.peers {
-				if d := silence(p.pc); d > silentThreshold && d > silentFor {
-					stale, silentFor = p, d
-				}
-			}
-			if stale != nil {
-				r.log.Info("viewer limit reached; dropping a viewer nothing has arrived from", "dropped", stale.id, "viewer", id,
-					"silent_for", silentFor.Round(time.Millisecond))
-				r.removePeer(stale, ErrDisconnected)
-			}
-		}
-	}
-	if len(r.peers) >= r.cfg.MaxViewers {
-		r.log.Warn("too many viewers; not answering the offer", "viewer", id, "max_viewers", r.cfg.MaxViewers)
-		fail(fmt.Errorf("%w: %d of %d connected", ErrTooManyViewers, len(r.peers), r.cfg.MaxViewers))
-		return
-	}
-	if sumErr != nil {
-		ne := &NegotiationError{ClientID: id, Want: r.codec.String(), Detail: "unparsable SDP: " + sumErr.Error(), Err: ErrBadOffer}
-		r.log.Error("cannot answer the viewer's offer", "viewer", id, "err", ne)
-		fail(ne)
-		return
-	}
-	if ne := sum.negotiationError(id, r.codec); ne != nil {
-		r.log.Error("cannot answer the viewer's offer", "viewer", id, "want", ne.Want, "offered", ne.Offered, "err", ne)
-		fail(ne)
-		return
-	}
-	p, answer, err := r.newPeer(ctx, id, ev.SDP, sum.audio && r.audio != nil)
-	if err != nil {
-		ne := &NegotiationError{ClientID: id, Want: r.codec.String(), Offered: sum.video, Err: fmt.Errorf("%w: %w", ErrBadOffer, err)}
-		r.log.Error("cannot answer the viewer's offer", "viewer", id, "err", ne)
-		fail(ne)
-		return
-	}
-	p.ufrag, p.fingerprint = sum.ufrag, sum.fingerprint
-	r.peers[id] = p
-	r.m.mu.Lock()
-	r.m.peers[id] = p
-	r.m.mu.Unlock()
-	p.corr = signaling.NewCorrelationID()
-	r.send(ctx, outMsg{action: kvsproto.ActionSDPAnswer, sd: &kvsproto.SessionDescription{Type: "answer", SDP: answer}, to: id, corr: p.corr})
-	if q := r.early[id]; q != nil {
-		delete(r.early, id)
-		for _, c := range q.cands {
-			r.addRemoteCandidate(p, c)
-		}
-	}
-	r.log.Debug("answered a viewer's offer", "viewer", id, "correlation_id", p.corr, "audio", p.audio != nil)
-	r.emit(Event{Kind: EventViewerAnswered, ClientID: id})
-}
-
-// restartPeer applies an ICE-restart offer to a viewer's existing peer
-// connection and answers it, so that the DTLS session and the media
-// survive the viewer's change of network. It reports false if the offer
-// could not be applied (the caller then replaces the peer).
-func (r *run) restartPeer(ctx context.Context, p *peer, offer *kvsproto.SessionDescription, sum offerSummary) bool {
-	if p.pc.SignalingState() != webrtc.SignalingStateStable {
-		return false
-	}
-	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer.SDP}); err != nil {
-		r.log.Warn("cannot apply the viewer's ICE restart; replacing its peer", "viewer", p.id, "err", err)
-		return false
-	}
-	answer, err := p.pc.CreateAnswer(nil)
-	if err == nil {
-		err = p.pc.SetLocalDescription(answer)
-	}
-	if err == nil {
-		answer.SDP, err = rtc.WithTrickle(answer.SDP) // what is sent; see newPeer
-	}
-	if err == nil {
-		answer.SDP, err = r.receiveOnly(answer.SDP)
-	}
-	if err != nil {
-		r.log.Warn("cannot answer the viewer's ICE restart; replacing its peer", "viewer", p.id, "err", err)
-		return false
-	}
-	p.ufrag = sum.ufrag
-	p.restartedAt = time.Now()
-	p.corr = signaling.NewCorrelationID()
-	r.send(ctx, outMsg{action: kvsproto.ActionSDPAnswer, sd: &kvsproto.SessionDescription{Type: "answer", SDP: answer.SDP}, to: p.id, corr: p.corr})
-	if q := r.early[p.id]; q != nil {
-		delete(r.early, p.id)
-		for _, c := range q.cands {
-			r.addRemoteCandidate(p, c)
-		}
-	}
-	r.log.Info("viewer restarted ICE; answered on its existing peer connection", "viewer", p.id)
-	r.emit(Event{Kind: EventViewerRestarted, ClientID: p.id})
-	return true
-}
-
-// restartGrace is how long a viewer's ICE restart may go without
-// connecting before its peer counts as down.
-func (r *run) restartGrace() time.Duration {
-	return min(maxRestartGrace, r.cfg.DisconnectedTimeout)
-}
-
-// silentThreshold is how long nothing may arrive from a connected viewer
-// (it sends RTCP reports every second and ICE consent checks every 2 s)
-// before the master may drop it to make room for a new viewer.
-const silentThreshold = 4 * time.Second
-
-// silence returns how long nothing has arrived on a peer connection's
-// candidate pairs (0 if it cannot tell).
-func silence(pc *webrtc.PeerConnection) time.Duration {
-	var last time.Time
-	for _, st := range pc.GetStats() {
-		if cp, ok := st.(webrtc.ICECandidatePairStats); ok && cp.Nominated {
-			if t := cp.LastPacketReceivedTimestamp.Time(); t.After(last) {
-				last = t
-			}
-		}
-	}
-	if last.IsZero() {
-		return 0
-	}
-	return time.Since(last)
-}
-
-// onRemoteCandidate applies a viewer's ICE candidate, or queues it until
-// the viewer's offer arrives.
-func (r *run) onRemoteCandidate(ev signaling.Event) {
-	id := ev.SenderClientID
-	if id == "" || ev.Candidate == nil {
-		return
-	}
-	c := webrtc.ICECandidateInit{
-		Candidate: ev.Candidate.Candidate, SDPMid: ev.Candidate.SDPMid,
-		SDPMLineIndex: ev.Candidate.SDPMLineIndex, UsernameFragment: ev.Candidate.UsernameFragment,
-	}
-	p := r.peers[id]
-	// A candidate naming another ICE username fragment belongs to a newer
-	// offer from the same viewer that has not arrived yet: hold it.
-	newer := p != nil && c.UsernameFragment != nil && *c.UsernameFragment != "" && p.ufrag != "" && *c.UsernameFragment != p.ufrag
-	if p != nil && !newer {
-		r.addRemoteCandidate(p, c)
-		return
-	}
-	q := r.early[id]
-	if q == nil {
-		if len(r.early) >= maxEarlyPeers {
-			r.log.Debug("too many viewers with early ICE candidates; dropping one", "viewer", id)
-			return
-		}
-		q = &earlyQueue{first: time.Now()}
-		r.early[id] = q
-	}
-	if len(q.cands) >= maxEarlyPerPeer {
-		r.log.Debug("too many early ICE candidates; dropping one", "viewer", id)
-		return
-	}
-	q.cands = append(q.cands, c)
-}
-
-func (r *run) addRemoteCandidate(p *peer, c webrtc.ICECandidateInit) {
-	if err := p.pc.AddICECandidate(c); err != nil {
-		r.log.Debug("ignoring a viewer's ICE candidate", "viewer", p.id, "candidate", c.Candidate, "err", err)
-	}
-}
-
-func toKVS(c webrtc.ICECandidateInit) *kvsproto.ICECandidate {
-	return &kvsproto.ICECandidate{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment}
 }
 
 // refreshICE keeps the ICE cache fresh, so that an offer never waits for

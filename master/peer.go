@@ -3,7 +3,6 @@ package master
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,15 +17,14 @@ import (
 )
 
 // peer is one viewer's PeerConnection and its tracks. The loop goroutine
-// owns it; pion's callbacks only forward into the loop's channel, and stop
-// doing so once closing is closed.
+// owns it. conn turns pion's callbacks into channels; pump forwards them
+// into the loop's channel until closing is closed.
 type peer struct {
 	id      string
-	pc      *webrtc.PeerConnection
+	conn    *rtc.Peer
 	video   *webrtc.TrackLocalStaticSample
 	audio   *webrtc.TrackLocalStaticSample // nil: no audio for this viewer
 	closing chan struct{}                  // closed when the peer is being torn down
-	rtcpWG  sync.WaitGroup                 // RTCP readers
 
 	vsub atomic.Pointer[media.Subscription] // read by the RTCP reader
 	asub *media.Subscription
@@ -36,7 +34,7 @@ type peer struct {
 
 	tw twoWay // talk-back and data channels (twoway.go)
 
-	// Written by the loop under Master.mu, read by Viewers.
+	// Written by the loop under peerSet.mu, read by Viewers.
 	state       ViewerState
 	since       time.Time
 	connectedAt time.Time
@@ -52,6 +50,44 @@ type peer struct {
 	talking        bool      // EventTalkStarted without EventTalkStopped
 }
 
+// peerSet is the one map of the current viewers, by client id. The run's
+// loop is its only writer and writes under mu; the loop reads it without
+// the lock, other goroutines (Viewers, Send) with it.
+type peerSet struct {
+	mu sync.Mutex
+	m  map[string]*peer
+}
+
+// get returns a viewer's peer, or nil (loop).
+func (s *peerSet) get(id string) *peer { return s.m[id] }
+
+// count is how many viewers there are (loop).
+func (s *peerSet) count() int { return len(s.m) }
+
+// put adds or replaces a viewer (loop).
+func (s *peerSet) put(p *peer) {
+	s.mu.Lock()
+	s.m[p.id] = p
+	s.mu.Unlock()
+}
+
+// remove forgets p if it is the current peer of its viewer (loop).
+func (s *peerSet) remove(p *peer) {
+	if s.m[p.id] != p {
+		return
+	}
+	s.mu.Lock()
+	delete(s.m, p.id)
+	s.mu.Unlock()
+}
+
+// lookup returns a viewer's peer, or nil (any goroutine).
+func (s *peerSet) lookup(id string) *peer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[id]
+}
+
 // downSince is when the peer's connection went down: disconnected or
 // failed, or an ICE restart that has not connected within grace. Zero if
 // it is up.
@@ -59,7 +95,7 @@ func (p *peer) downSince(now time.Time, grace time.Duration) time.Time {
 	if !p.disconnectedAt.IsZero() {
 		return p.disconnectedAt
 	}
-	if !p.restartedAt.IsZero() && now.Sub(p.restartedAt) > grace && !iceConnected(p.pc) {
+	if !p.restartedAt.IsZero() && now.Sub(p.restartedAt) > grace && !iceConnected(p.conn.PC) {
 		return p.restartedAt
 	}
 	return time.Time{}
@@ -67,7 +103,7 @@ func (p *peer) downSince(now time.Time, grace time.Duration) time.Time {
 
 // checkRestart forgets the last ICE restart once ICE is connected again.
 func (p *peer) checkRestart() {
-	if !p.restartedAt.IsZero() && iceConnected(p.pc) {
+	if !p.restartedAt.IsZero() && iceConnected(p.conn.PC) {
 		p.restartedAt = time.Time{}
 	}
 }
@@ -87,7 +123,8 @@ func iceConnected(pc *webrtc.PeerConnection) bool {
 	return false
 }
 
-// peerEvent is what pion's callbacks forward to the loop.
+// peerEvent is what a peer's pump, data channels and track readers forward
+// to the loop.
 type peerEvent struct {
 	p     *peer
 	cand  *webrtc.ICECandidateInit // a local candidate to send
@@ -137,7 +174,7 @@ func (r *run) newPeer(ctx context.Context, id string, offer *kvsproto.SessionDes
 	if err != nil {
 		return nil, "", fmt.Errorf("fetching ICE servers: %w", err)
 	}
-	pc, err := r.api.NewPeerConnection(webrtc.Configuration{
+	conn, err := rtc.NewPeer(r.api, webrtc.Configuration{
 		ICEServers:         iceServers(ice),
 		ICETransportPolicy: r.cfg.policy(),
 	})
@@ -146,25 +183,16 @@ func (r *run) newPeer(ctx context.Context, id string, offer *kvsproto.SessionDes
 	}
 	now := time.Now()
 	p := &peer{
-		id: id, pc: pc, closing: make(chan struct{}),
+		id: id, conn: conn, closing: make(chan struct{}),
 		state: ViewerConnecting, since: now, deadline: now.Add(r.cfg.ConnectTimeout),
 	}
-	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
-		if c == nil {
-			return // gathering complete; KVS has no end-of-candidates message
-		}
-		init := c.ToJSON()
-		p.forward(r.peerEvents, peerEvent{p: p, cand: &init})
-	})
-	pc.OnConnectionStateChange(func(webrtc.PeerConnectionState) {
-		p.forward(r.peerEvents, peerEvent{p: p, state: true})
-	})
-	r.onTwoWay(p)
+	r.onDataChannel(p)
+	conn.Go(func(ctx context.Context) { r.pump(ctx, p) })
 	fail := func(stage string, err error) (*peer, string, error) {
 		r.closePeer(p)
 		return nil, "", fmt.Errorf("%s: %w", stage, err)
 	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer.SDP}); err != nil {
+	if err := conn.SetOffer(offer.SDP); err != nil {
 		return fail("applying the offer", err)
 	}
 	stream := "kvsrtc"
@@ -175,14 +203,14 @@ func (r *run) newPeer(ctx context.Context, id string, offer *kvsproto.SessionDes
 	if p.video, err = webrtc.NewTrackLocalStaticSample(vcap, "video", stream); err != nil {
 		return fail("video track", err)
 	}
-	vs, err := pc.AddTrack(p.video)
+	vs, err := conn.PC.AddTrack(p.video)
 	if err != nil {
 		return fail("adding the video track", err)
 	}
 	// Answer with exactly the codec and payload type the track sends on:
 	// a viewer that binds to the first listed payload type (go2rtc) would
 	// otherwise drop media sent on another one.
-	if err := rtc.PreferAnswerCodec(pc, vs, vcap); err != nil {
+	if err := rtc.PreferAnswerCodec(conn.PC, vs, vcap); err != nil {
 		return fail("choosing the video codec", err)
 	}
 	p.readRTCP(vs, true)
@@ -194,32 +222,19 @@ func (r *run) newPeer(ctx context.Context, id string, offer *kvsproto.SessionDes
 		if p.audio, err = webrtc.NewTrackLocalStaticSample(acap, "audio", stream); err != nil {
 			return fail("audio track", err)
 		}
-		as, err := pc.AddTrack(p.audio)
+		as, err := conn.PC.AddTrack(p.audio)
 		if err != nil {
 			return fail("adding the audio track", err)
 		}
-		if err := rtc.PreferAnswerCodec(pc, as, acap); err != nil {
+		if err := rtc.PreferAnswerCodec(conn.PC, as, acap); err != nil {
 			return fail("choosing the audio codec", err)
 		}
 		p.readRTCP(as, false)
 	}
-	answer, err := pc.CreateAnswer(nil)
-	if err != nil {
-		return fail("creating the answer", err)
-	}
-	if err := pc.SetLocalDescription(answer); err != nil {
-		return fail("setting the answer", err)
-	}
-	// Announce trickle ICE in what is sent (pion refuses a modified local
-	// description, and the attribute only informs the viewer): the C SDK
-	// treats a peer whose SDP lacks it as non-trickle.
-	//
-	// The host candidates, gathered within a few milliseconds, also go into
-	// the answer (they are trickled as well): a viewer that knows them when
-	// it applies the answer does not meet the master's first connectivity
-	// checks as an unknown, peer-reflexive address, which pion-based
-	// viewers (go2rtc) hold back for 1 s before using.
-	sent, err := rtc.WithTrickle(withGatheredCandidates(pc, answer.SDP, hostGatherWait))
+	// What is sent announces trickle ICE (the C SDK treats a peer whose
+	// SDP lacks it as non-trickle) and carries the host candidates,
+	// gathered within a few milliseconds (see rtc.Peer.Answer).
+	sent, err := conn.Answer(hostGatherWait)
 	if err == nil {
 		sent, err = r.receiveOnly(sent)
 	}
@@ -232,22 +247,34 @@ func (r *run) newPeer(ctx context.Context, id string, offer *kvsproto.SessionDes
 // hostGatherWait bounds how long an answer waits for the host candidates.
 const hostGatherWait = 20 * time.Millisecond
 
-// withGatheredCandidates returns the local description with the candidates
-// gathered so far, once it has at least one (looking every millisecond, at
-// most wait), or sdp as it was.
-func withGatheredCandidates(pc *webrtc.PeerConnection, sdp string, wait time.Duration) string {
-	deadline := time.NewTimer(wait)
-	defer deadline.Stop()
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
+// pump forwards what the peer's connection reports to the loop and starts
+// a reader for each remote track, until the peer is closed. It runs on a
+// goroutine the rtc.Peer owns.
+func (r *run) pump(ctx context.Context, p *peer) {
+	c := p.conn
 	for {
-		if ld := pc.LocalDescription(); ld != nil && strings.Contains(ld.SDP, "a=candidate:") {
-			return ld.SDP
-		}
 		select {
-		case <-deadline.C:
-			return sdp
-		case <-tick.C:
+		case <-ctx.Done():
+			return
+		case cand := <-c.Candidates():
+			// The end of gathering (Gathered) is not read: KVS has no
+			// end-of-candidates message.
+			init := cand.ToJSON()
+			p.forward(r.peerEvents, peerEvent{p: p, cand: &init})
+		case <-c.States():
+			p.forward(r.peerEvents, peerEvent{p: p, state: true})
+		case <-c.ICEStates():
+			// Read and dropped: the loop asks for the ICE state when it
+			// needs it (iceConnected).
+		case t := <-c.Tracks():
+			if ctx.Err() != nil {
+				return // closing: no new readers
+			}
+			// The receiver's RTCP (reports) is read and dropped. This
+			// goroutine holds a count of the Peer's, so Go cannot race
+			// with Close's wait.
+			c.ReadRTCP(t.Receiver)
+			c.Go(func(context.Context) { r.readTrack(p, t.Remote) })
 		}
 	}
 }
@@ -264,11 +291,7 @@ func (p *peer) readRTCP(s *webrtc.RTPSender, video bool) {
 			}
 		}
 	}
-	p.rtcpWG.Add(1)
-	go func() {
-		defer p.rtcpWG.Done()
-		media.ReadSenderRTCP(s, onKeyframeRequest)
-	}()
+	p.conn.Go(func(context.Context) { media.ReadSenderRTCP(s, onKeyframeRequest) })
 }
 
 // subscribe connects the peer's tracks to the broadcasters (once it is
@@ -280,8 +303,10 @@ func (r *run) subscribe(p *peer) {
 	}
 }
 
-// closePeer stops the peer's media and closes its PeerConnection in the
-// background (owned by the run's WaitGroup).
+// closePeer stops the peer's media and closes its connection gracefully in
+// the background (owned by the run's WaitGroup): rtc.Peer.Close returns
+// once pion's goroutines and the peer's readers (RTCP, talk-back) have
+// ended.
 func (r *run) closePeer(p *peer) {
 	select {
 	case <-p.closing:
@@ -289,7 +314,6 @@ func (r *run) closePeer(p *peer) {
 	default:
 	}
 	close(p.closing)
-	p.closeTwoWay()
 	if sub := p.vsub.Load(); sub != nil {
 		sub.Unsubscribe()
 	}
@@ -299,10 +323,8 @@ func (r *run) closePeer(p *peer) {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		if err := p.pc.Close(); err != nil {
+		if err := p.conn.Close(); err != nil {
 			r.log.Debug("closing a peer connection", "viewer", p.id, "err", err)
 		}
-		p.rtcpWG.Wait()
-		p.tw.wg.Wait() // talk-back finalised
 	}()
 }

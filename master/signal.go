@@ -133,7 +133,7 @@ func (r *run) onSession(ctx context.Context, ev signaling.SessionEvent) {
 		}
 	case signaling.SessionRenewed:
 		r.sigStarted = time.Now()
-		r.log.Info("signaling connection renewed", "reason", r.renewReason, "viewers", len(r.peers))
+		r.log.Info("signaling connection renewed", "reason", r.renewReason, "viewers", r.peers.count())
 		r.emit(Event{Kind: EventSignalingRenewed, Reason: r.renewReason})
 	case signaling.SessionOutboxDropped:
 		if m := ev.Message; m != nil {

@@ -73,13 +73,11 @@ const (
 	sendLowWater  = 256 << 10
 )
 
-// twoWay is a peer's talk-back and data channel state.
+// twoWay is a peer's data channel state.
 type twoWay struct {
-	mu     sync.Mutex
-	closed bool                                  // the peer is closing: no new readers
-	dcs    []*webrtc.DataChannel                 // open data channels, newest last
-	low    map[*webrtc.DataChannel]chan struct{} // signalled when the buffer drains
-	wg     sync.WaitGroup                        // track readers
+	mu  sync.Mutex
+	dcs []*webrtc.DataChannel                 // open data channels, newest last
+	low map[*webrtc.DataChannel]chan struct{} // signalled when the buffer drains
 }
 
 // twoWayNote is what a track reader or data channel tells the loop.
@@ -91,22 +89,14 @@ type twoWayNote struct {
 // acceptsData reports whether the master accepts data channels.
 func (c Config) acceptsData() bool { return c.OnMessage != nil || c.EchoData }
 
-// onTwoWay wires a new peer connection's two-way callbacks.
-func (r *run) onTwoWay(p *peer) {
-	p.pc.OnTrack(func(t *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
-		p.tw.mu.Lock()
-		if p.tw.closed {
-			p.tw.mu.Unlock()
-			return
-		}
-		p.tw.wg.Add(1)
-		p.tw.mu.Unlock()
-		go func() {
-			defer p.tw.wg.Done()
-			r.readTrack(p, t, recv)
-		}()
-	})
-	p.pc.OnDataChannel(func(dc *webrtc.DataChannel) {
+// onDataChannel wires a new peer connection's data channels. This is the
+// one pion callback set outside rtc.Peer: a data channel's own callbacks
+// (open, message, close, buffered amount) are per channel, and a message
+// is handled on the channel's reader so that a slow Config.OnMessage
+// pushes back on that viewer (SCTP flow control); a channel of values
+// would lose that. Remote tracks come through rtc.Peer (pump).
+func (r *run) onDataChannel(p *peer) {
+	p.conn.PC.OnDataChannel(func(dc *webrtc.DataChannel) {
 		if !r.cfg.acceptsData() {
 			r.log.Info("the viewer opened a data channel; declining it (no data handler: kvsrtc master --data)", "viewer", p.id, "label", dc.Label())
 			// Closing it as soon as it opens tells the viewer at once.
@@ -175,18 +165,7 @@ func (r *run) acceptData(p *peer, dc *webrtc.DataChannel) {
 // readTrack reads one remote track of a viewer until it ends: audio goes
 // to the viewer's TalkbackSink (if the master accepts talk-back), anything
 // else is read and dropped (pion's interceptors need it read).
-func (r *run) readTrack(p *peer, t *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
-	// The receiver's RTCP (reports) is read and dropped. The caller holds a
-	// count of the WaitGroup, so Add cannot race with Wait.
-	p.tw.wg.Add(1)
-	go func() {
-		defer p.tw.wg.Done()
-		for {
-			if _, _, err := recv.ReadRTCP(); err != nil {
-				return
-			}
-		}
-	}()
+func (r *run) readTrack(p *peer, t *webrtc.TrackRemote) {
 	var sink TalkbackSink
 	if t.Kind() == webrtc.RTPCodecTypeAudio && r.cfg.Talkback != nil {
 		s, err := r.cfg.Talkback(p.id)
@@ -251,14 +230,6 @@ func (r *run) readTrack(p *peer, t *webrtc.TrackRemote, recv *webrtc.RTPReceiver
 	}
 }
 
-// closeTwoWay stops new track readers; closePeer then closes the peer
-// connection, which ends the readers, and waits for them.
-func (p *peer) closeTwoWay() {
-	p.tw.mu.Lock()
-	p.tw.closed = true
-	p.tw.mu.Unlock()
-}
-
 // onTwoWayNote reports a talk-back or data channel change (loop).
 func (r *run) onTwoWayNote(p *peer, n *twoWayNote) {
 	switch n.kind {
@@ -289,9 +260,7 @@ func (m *Master) send(ctx context.Context, clientID string, data []byte, text bo
 	if len(data) > MaxMessageSize {
 		return fmt.Errorf("%w: %d bytes, the limit is %d: split it into smaller messages", ErrMessageTooLarge, len(data), MaxMessageSize)
 	}
-	m.mu.Lock()
-	p := m.peers[clientID]
-	m.mu.Unlock()
+	p := m.peers.lookup(clientID)
 	if p == nil {
 		return fmt.Errorf("%w: %q", ErrNoViewer, clientID)
 	}
@@ -337,9 +306,7 @@ func (m *Master) send(ctx context.Context, clientID string, data []byte, text bo
 func (m *Master) DataViewers() []string {
 	var out []string
 	for _, v := range m.Viewers() {
-		m.mu.Lock()
-		p := m.peers[v.ClientID]
-		m.mu.Unlock()
+		p := m.peers.lookup(v.ClientID)
 		if p == nil {
 			continue
 		}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/pion/webrtc/v4"
 )
@@ -24,7 +26,8 @@ type Track struct {
 // pion's callbacks arrive as values on channels, goroutines started for
 // the connection (track readers, RTCP drains) are owned by the Peer, and
 // Close ends all of them. It also keeps the two rules every KVS peer needs
-// when it negotiates: remote ICE candidates that arrive before the remote
+// when it negotiates, offering (Offer, SetAnswer) or answering (SetOffer,
+// Answer): remote ICE candidates that arrive before the remote
 // description wait for it, and what is sent announces trickle ICE.
 //
 // A callback blocks until its value is read or the Peer is closed, so a
@@ -34,7 +37,9 @@ type Track struct {
 // closed.
 type Peer struct {
 	// PC is the wrapped connection, for what the Peer does not cover
-	// (transceivers, stats, RTCP). Its On* callbacks belong to the Peer.
+	// (transceivers, stats, RTCP, data channels). Its OnICECandidate,
+	// OnICEConnectionStateChange, OnConnectionStateChange and OnTrack
+	// belong to the Peer; the others (OnDataChannel) are the caller's.
 	PC *webrtc.PeerConnection
 
 	ctx    context.Context
@@ -158,8 +163,20 @@ func (p *Peer) Offer(opts *webrtc.OfferOptions) (string, error) {
 // candidates that arrived before it. An error that wraps ErrCandidate
 // means the answer was applied but some of those candidates were refused.
 func (p *Peer) SetAnswer(sdpText string) error {
-	if err := p.PC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdpText}); err != nil {
-		return fmt.Errorf("rtc: apply the answer: %w", err)
+	return p.setRemote(webrtc.SDPTypeAnswer, sdpText)
+}
+
+// SetOffer is SetAnswer for the answering side: it applies an offer as the
+// remote description (a new one, or an ICE restart on a stable
+// connection) and then adds the candidates that arrived before it. Add
+// the local tracks after it and then call Answer.
+func (p *Peer) SetOffer(sdpText string) error {
+	return p.setRemote(webrtc.SDPTypeOffer, sdpText)
+}
+
+func (p *Peer) setRemote(typ webrtc.SDPType, sdpText string) error {
+	if err := p.PC.SetRemoteDescription(webrtc.SessionDescription{Type: typ, SDP: sdpText}); err != nil {
+		return fmt.Errorf("rtc: apply the %s: %w", typ, err)
 	}
 	p.remoteSet = true
 	pending := p.pending
@@ -174,6 +191,51 @@ func (p *Peer) SetAnswer(sdpText string) error {
 		return fmt.Errorf("%w: %w", ErrCandidate, err)
 	}
 	return nil
+}
+
+// Answer creates an answer to the offer applied with SetOffer, applies it
+// as the local description and returns the SDP to send, which announces
+// trickle ICE as Offer's does.
+//
+// With hostWait > 0 what is sent also carries the local candidates
+// gathered so far, once there is one (looking every millisecond, for at
+// most hostWait; they are trickled as well): a peer that knows the host
+// candidates when it applies the answer does not meet the first
+// connectivity checks as an unknown, peer-reflexive address, which
+// pion-based peers (go2rtc) hold back for a second before using.
+func (p *Peer) Answer(hostWait time.Duration) (string, error) {
+	a, err := p.PC.CreateAnswer(nil)
+	if err != nil {
+		return "", fmt.Errorf("rtc: create the answer: %w", err)
+	}
+	if err := p.PC.SetLocalDescription(a); err != nil {
+		return "", fmt.Errorf("rtc: apply the answer: %w", err)
+	}
+	sent := a.SDP
+	if hostWait > 0 {
+		sent = p.withGathered(sent, hostWait)
+	}
+	return WithTrickle(sent)
+}
+
+// withGathered returns the local description with the candidates gathered
+// so far, once it has at least one (looking every millisecond, at most
+// wait), or sdpText as it was.
+func (p *Peer) withGathered(sdpText string, wait time.Duration) string {
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		if ld := p.PC.LocalDescription(); ld != nil && strings.Contains(ld.SDP, "a=candidate:") {
+			return ld.SDP
+		}
+		select {
+		case <-deadline.C:
+			return sdpText
+		case <-tick.C:
+		}
+	}
 }
 
 // AddCandidate adds a remote ICE candidate, or keeps it until the remote

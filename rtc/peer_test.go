@@ -3,6 +3,7 @@ package rtc_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -195,5 +196,138 @@ func TestPeerBadAnswer(t *testing.T) {
 	}
 	if p.Pending() != 1 {
 		t.Errorf("pending = %d after a refused answer, want 1", p.Pending())
+	}
+}
+
+// TestPeerAnswers: the answering side. Candidates that come before the
+// offer wait for it; the answer to send announces trickle ICE and carries
+// the host candidates gathered within the wait (the local description
+// itself is pion's); both peers connect.
+func TestPeerAnswers(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	api, err := rtc.NewAPI(rtc.Config{LoopbackOnly: true, VideoCodecs: []string{"VP8"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	viewer, err := rtc.NewPeer(api, webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer viewer.Close()
+	master, err := rtc.NewPeer(api, webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer master.Close()
+	if _, err := viewer.PC.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo,
+		webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+		t.Fatal(err)
+	}
+	offer, err := viewer.Offer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The viewer's candidates reach the master before its offer does.
+	var early int
+gather:
+	for {
+		select {
+		case c := <-viewer.Candidates():
+			if err := master.AddCandidate(c.ToJSON()); err != nil {
+				t.Fatal(err)
+			}
+			early++
+		case <-viewer.Gathered():
+			break gather
+		case <-ctx.Done():
+			t.Fatal("the viewer did not finish gathering")
+		}
+	}
+	if early == 0 || master.Pending() != early {
+		t.Fatalf("%d candidates before the offer, %d kept", early, master.Pending())
+	}
+	if err := master.SetOffer(offer); err != nil {
+		t.Fatal(err)
+	}
+	if master.Pending() != 0 {
+		t.Errorf("%d candidates still pending after the offer", master.Pending())
+	}
+	capability, err := rtc.Capability(rtc.CodecVP8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	track, err := webrtc.NewTrackLocalStaticSample(capability, "video", "kvsrtc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := master.PC.AddTrack(track); err != nil {
+		t.Fatal(err)
+	}
+	answer, err := master.Answer(time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := rtc.Summarize(answer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sum.Trickle {
+		t.Error("the answer to send does not announce trickle ICE")
+	}
+	if !strings.Contains(answer, "a=candidate:") {
+		t.Error("the answer to send carries no host candidate")
+	}
+	if ld := master.PC.LocalDescription(); ld == nil || ld.Type != webrtc.SDPTypeAnswer || ld.SDP == answer {
+		t.Error("the local description is not pion's own answer")
+	}
+	if err := viewer.SetAnswer(answer); err != nil {
+		t.Fatal(err)
+	}
+
+	var viewerUp, masterUp bool
+	for !viewerUp || !masterUp {
+		select {
+		case c := <-master.Candidates():
+			if err := viewer.AddCandidate(c.ToJSON()); err != nil {
+				t.Fatal(err)
+			}
+		case st := <-viewer.States():
+			viewerUp = viewerUp || st == webrtc.PeerConnectionStateConnected
+		case st := <-master.States():
+			masterUp = masterUp || st == webrtc.PeerConnectionStateConnected
+		case <-viewer.ICEStates():
+		case <-master.ICEStates():
+		case <-viewer.Tracks():
+		case <-ctx.Done():
+			t.Fatalf("not connected before the timeout (viewer %v, master %v)", viewerUp, masterUp)
+		}
+	}
+	if err := master.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+}
+
+// TestPeerBadOffer: an offer that is not SDP is refused with an error, and
+// the candidates kept for it stay pending.
+func TestPeerBadOffer(t *testing.T) {
+	api, err := rtc.NewAPI(rtc.Config{LoopbackOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := rtc.NewPeer(api, webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.AddCandidate(webrtc.ICECandidateInit{Candidate: "candidate:1 1 udp 2130706431 127.0.0.1 9 typ host"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.SetOffer("not sdp"); err == nil {
+		t.Fatal("a non-SDP offer was applied")
+	}
+	if p.Pending() != 1 {
+		t.Errorf("pending = %d after a refused offer, want 1", p.Pending())
 	}
 }
