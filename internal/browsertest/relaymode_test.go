@@ -355,3 +355,30 @@ func TestRelayModePageICERestart(t *testing.T) {
 			s.AttemptsTotal, s.Recoveries, after.Peers, before.UpstreamsOpened, after.UpstreamsOpened, len(cam.Master.Viewers()))
 	}
 }
+
+// TestRelayModeExplainsMissingCamera: in relay mode a channel whose camera
+// is not there gets 503 answers to the page's WHEP offers (the relay found
+// no video in time, with the upstream's cause); the page tries its
+// attempts, then shows the server's diagnosis, as in direct mode.
+func TestRelayModeExplainsMissingCamera(t *testing.T) {
+	ch := newChannel(t)
+	policy := viewer.RetryPolicy{AnswerTimeout: time.Second, MaxAttempts: 2, BackoffBase: 100 * time.Millisecond, BackoffCap: 200 * time.Millisecond, LateAnswerWindow: -1}
+	p, _ := startRelayPlayer(t, player.ModeRelay, player.Config{Channels: []string{ch}, Retry: policy}, func(c *relay.Config) {
+		c.JoinTimeout = 2 * time.Second
+		c.Viewer = func(v *viewer.Config) { v.Retry = policy }
+	})
+	tb := newTab(t, 60*time.Second)
+	tb.navigate(t, p.signIn("/?channel="+ch))
+	tb.waitJS(t, 30*time.Second, `window.kvsrtc && window.kvsrtc.players[0].state === 'failed' && !document.querySelector('.failure').hidden`, describePlayers)
+	s := tb.players(t)[0]
+	refused := 0
+	for _, e := range s.Events {
+		if e.What == "whep-refused" {
+			refused++
+		}
+	}
+	if s.Diagnosis == nil || s.AttemptsTotal != 2 || refused != 2 || len(s.ClientIDs) != 0 {
+		t.Fatalf("diagnosis %+v after %d attempts, %d WHEP refusals, client ids %v; events %+v", s.Diagnosis, s.AttemptsTotal, refused, s.ClientIDs, s.Events)
+	}
+	t.Logf("diagnosis: %s: %s", s.Diagnosis.Cause, s.Diagnosis.Title)
+}

@@ -32,6 +32,17 @@ function whepRefusal(status, headers, text) {
   }
 }
 
+/** The refusal of a response that is not OK, with its body's text. */
+async function refusalOf(r) {
+  let text = '';
+  try {
+    text = await r.text();
+  } catch {
+    text = '';
+  }
+  return whepRefusal(r.status, r.headers, text);
+}
+
 /** The ICE credentials and candidates of an SDP fragment or description. */
 function iceParts(sdp) {
   const get = (k) => {
@@ -141,15 +152,7 @@ class RelayLink {
       clearTimeout(t);
       this.abort.signal.removeEventListener('abort', stop);
     }
-    if (!r.ok) {
-      let text = '';
-      try {
-        text = await r.text();
-      } catch {
-        text = '';
-      }
-      throw whepRefusal(r.status, r.headers, text);
-    }
+    if (!r.ok) throw await refusalOf(r);
     return r;
   }
 
@@ -346,13 +349,7 @@ Attempt.prototype.adoptRelay = async function (e) {
   if (this.closed) return;
   const r = e.response;
   if (!r.ok) {
-    let text = '';
-    try {
-      text = await r.text();
-    } catch {
-      text = '';
-    }
-    const f = whepRefusal(r.status, r.headers, text);
+    const f = await refusalOf(r);
     this.p.log('whep-refused', f.detail || '');
     this.finish(f.cause, 'answer', { retryable: f.retryable, detail: f.detail, retryAfterMs: f.retryAfterMs });
     return;
