@@ -44,6 +44,21 @@ type BroadcasterConfig struct {
 	// KeyframeRequestInterval is the least time between two GOP resends to
 	// one subscriber through [Subscription.RequestKeyframe]. Default 1 s.
 	KeyframeRequestInterval time.Duration
+
+	// OnKeyframeNeeded, if set, is called (on a goroutine of its own, at
+	// most once per KeyframeRequestInterval) when a subscriber needs a
+	// keyframe the cache cannot give well: it subscribes or asks for one
+	// while no GOP is cached, or while the cached GOP is longer than
+	// MaxJoinGOP. Such a subscriber then waits for the next keyframe
+	// instead of replaying the cache. A fed Broadcaster (a relay) passes
+	// it on to the camera: WebRTC encoders send a keyframe at the start
+	// and then only when asked, so their GOP grows without end.
+	OnKeyframeNeeded func()
+	// MaxJoinGOP is, with OnKeyframeNeeded, the longest cached GOP (by
+	// its samples' durations) that a subscriber still starts from
+	// (default 5 s): a longer one would start it that far behind, or
+	// overflow its queue.
+	MaxJoinGOP time.Duration
 }
 
 // Broadcaster fans the samples of one [Source] out to many subscribers
@@ -73,8 +88,12 @@ type Broadcaster struct {
 	maxBytes int
 	catchUp  time.Duration
 	reqEvery time.Duration
+	needKey  func()        // BroadcasterConfig.OnKeyframeNeeded
+	maxJoin  time.Duration // BroadcasterConfig.MaxJoinGOP
 
 	mu       sync.Mutex
+	gopDur   time.Duration // the cached samples' durations
+	lastAsk  time.Time     // needKey's last call
 	subs     []*Subscription
 	gop      []pmedia.Sample // gop[0] is a keyframe when len > 0
 	gopBytes int
@@ -106,6 +125,11 @@ func NewBroadcaster(src Source, cfg BroadcasterConfig) *Broadcaster {
 		maxBytes: cfg.MaxGOPBytes,
 		catchUp:  cfg.CatchUpFrameDuration,
 		reqEvery: cfg.KeyframeRequestInterval,
+		needKey:  cfg.OnKeyframeNeeded,
+		maxJoin:  cfg.MaxJoinGOP,
+	}
+	if b.maxJoin <= 0 {
+		b.maxJoin = 5 * time.Second
 	}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
@@ -191,6 +215,7 @@ func (b *Broadcaster) cache(s Sample) {
 		clear(b.gop)
 		b.gop = b.gop[:0]
 		b.gopBytes = 0
+		b.gopDur = 0
 		b.overflow = false
 	} else if len(b.gop) == 0 {
 		return // no keyframe yet, or dropped after overflow
@@ -204,10 +229,12 @@ func (b *Broadcaster) cache(s Sample) {
 		clear(b.gop)
 		b.gop = b.gop[:0]
 		b.gopBytes = 0
+		b.gopDur = 0
 		return
 	}
 	b.gop = append(b.gop, pmedia.Sample{Data: s.Data, Duration: s.Duration, Timestamp: s.Timestamp})
 	b.gopBytes += len(s.Data)
+	b.gopDur += s.Duration
 }
 
 // sendGOPLocked writes the cached GOP to sub. With catchUp > 0 every
@@ -238,7 +265,11 @@ func (b *Broadcaster) Subscribe(w SampleWriter) *Subscription {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.video {
-		b.sendGOPLocked(sub, 0)
+		if b.staleLocked() {
+			b.askKeyframeLocked()
+		} else {
+			b.sendGOPLocked(sub, 0)
+		}
 		sub.lastReq = time.Now()
 	}
 	b.subs = append(b.subs, sub)
@@ -277,11 +308,37 @@ func (s *Subscription) RequestKeyframe() {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if s.gone || time.Since(s.lastReq) < b.reqEvery || len(b.gop) == 0 {
+	if s.gone || time.Since(s.lastReq) < b.reqEvery {
+		return
+	}
+	if b.staleLocked() {
+		// Wait for the next keyframe, which the source is asked for.
+		s.lastReq = time.Now()
+		s.synced = false
+		b.askKeyframeLocked()
+		return
+	}
+	if len(b.gop) == 0 {
 		return
 	}
 	s.lastReq = time.Now()
 	s.resync = true
+}
+
+// staleLocked reports whether the cache cannot start a subscriber well
+// while the source can be asked for a keyframe (OnKeyframeNeeded): no GOP
+// is cached, or it is longer than MaxJoinGOP.
+func (b *Broadcaster) staleLocked() bool {
+	return b.needKey != nil && (len(b.gop) == 0 || b.gopDur > b.maxJoin)
+}
+
+// askKeyframeLocked calls OnKeyframeNeeded, at most once per
+// KeyframeRequestInterval.
+func (b *Broadcaster) askKeyframeLocked() {
+	if now := time.Now(); b.lastAsk.IsZero() || now.Sub(b.lastAsk) >= b.reqEvery {
+		b.lastAsk = now
+		go b.needKey()
+	}
 }
 
 func (s *Subscription) write(smp pmedia.Sample) {

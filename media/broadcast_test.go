@@ -234,3 +234,83 @@ func TestBroadcasterRunCancel(t *testing.T) {
 		t.Errorf("paced run of 200ms delivered %d samples (%s)", n, r.bad)
 	}
 }
+
+// TestBroadcasterAsksForKeyframe: with OnKeyframeNeeded, a subscriber that
+// cannot start well from the cache (nothing cached, or a GOP longer than
+// MaxJoinGOP) gets nothing from it and waits for the next keyframe, which
+// the hook asks the source for; a short cached GOP is sent as before,
+// without asking.
+func TestBroadcasterAsksForKeyframe(t *testing.T) {
+	ss := testSamples(t, rtc.CodecH264) // a keyframe every 30 frames (1 s)
+	src, _ := NewTestSource(rtc.CodecH264, once)
+	defer src.Close()
+	asked := make(chan struct{}, 16)
+	b := NewBroadcaster(src, BroadcasterConfig{KeyframeRequestInterval: time.Nanosecond, MaxJoinGOP: 500 * time.Millisecond,
+		OnKeyframeNeeded: func() { asked <- struct{}{} }})
+	wantAsk := func(what string) {
+		t.Helper()
+		select {
+		case <-asked:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: OnKeyframeNeeded was not called", what)
+		}
+	}
+	noAsk := func(what string) {
+		t.Helper()
+		select {
+		case <-asked:
+			t.Fatalf("%s: OnKeyframeNeeded was called", what)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+
+	early := &recorder{codec: rtc.CodecH264}
+	b.Subscribe(early)
+	wantAsk("subscribing with nothing cached")
+	time.Sleep(time.Millisecond) // past KeyframeRequestInterval
+
+	for _, s := range ss[:20] {
+		b.Publish(s) // a GOP of 20 frames, about 667 ms
+	}
+	late := &recorder{codec: rtc.CodecH264}
+	b.Subscribe(late)
+	wantAsk("subscribing to a GOP longer than MaxJoinGOP")
+	if n := len(late.get()); n != 0 {
+		t.Fatalf("the long GOP was replayed: %d samples", n)
+	}
+	for _, s := range ss[20:31] {
+		b.Publish(s) // frame 30 is the next keyframe
+	}
+	if got := late.get(); len(got) != 1 || late.bad != "" {
+		t.Fatalf("after the next keyframe the late subscriber has %d samples (%s), want 1", len(got), late.bad)
+	}
+	time.Sleep(time.Millisecond)
+
+	for _, s := range ss[31:36] {
+		b.Publish(s)
+	}
+	short := &recorder{codec: rtc.CodecH264}
+	sub := b.Subscribe(short)
+	noAsk("subscribing to a short GOP")
+	if n := len(short.get()); n != 6 || short.bad != "" {
+		t.Fatalf("short GOP: %d samples (%s), want the 6 cached", n, short.bad)
+	}
+
+	// A keyframe request once the GOP is long: the subscriber waits for
+	// the next keyframe (no replay) and the source is asked.
+	for _, s := range ss[36:55] {
+		b.Publish(s) // 25 frames since the keyframe at 30
+	}
+	time.Sleep(time.Millisecond)
+	before := len(short.get())
+	sub.RequestKeyframe()
+	wantAsk("a keyframe request on a long GOP")
+	b.Publish(ss[55])
+	if n := len(short.get()); n != before {
+		t.Fatalf("a delta frame reached the subscriber waiting for a keyframe (%d -> %d samples)", before, n)
+	}
+	b.Publish(ss[60])
+	if got := short.get(); len(got) != before+1 || !H264IsKeyframe(got[len(got)-1].Data) {
+		t.Fatalf("the next keyframe did not reach the subscriber: %d samples", len(got))
+	}
+}

@@ -60,6 +60,8 @@ type upstream struct {
 	lastDur  time.Duration
 	aDur     time.Duration
 
+	cur atomic.Pointer[viewer.Session] // the upstream session now, nil between sessions
+
 	bytesIn, framesIn, audioIn atomic.Uint64
 	goneOut, goneDropped       atomic.Uint64 // of peers that left
 
@@ -147,6 +149,8 @@ func (u *upstream) session() error {
 	if err != nil {
 		return err
 	}
+	u.cur.Store(s)
+	defer u.cur.CompareAndSwap(s, nil)
 	u.mu.Lock()
 	u.sessions++
 	u.talkSrc, u.talkDeclined, u.dataDeclined = talk, nil, nil
@@ -295,6 +299,16 @@ func (u *upstream) WriteFrame(f media.Frame) error {
 	return nil
 }
 
+// requestKeyframe asks the camera for a keyframe through the current
+// upstream session: a peer joins and the cached GOP is missing or too long
+// to start from (a WebRTC camera sends keyframes only when asked).
+func (u *upstream) requestKeyframe() {
+	if s := u.cur.Load(); s != nil {
+		u.log.Debug("relay: asking the camera for a keyframe")
+		s.RequestKeyframe()
+	}
+}
+
 // videoFor returns the video broadcaster for codec, replacing one of
 // another codec (the camera changed codecs across a reconnect; peers bound
 // to the old one are closed: their answers name the old codec).
@@ -306,7 +320,7 @@ func (u *upstream) videoFor(codec rtc.Codec) *media.Broadcaster {
 		return b
 	}
 	first := u.video == nil
-	u.video = media.NewFedBroadcaster(codec, media.BroadcasterConfig{Logger: u.log})
+	u.video = media.NewFedBroadcaster(codec, media.BroadcasterConfig{Logger: u.log, OnKeyframeNeeded: u.requestKeyframe})
 	b := u.video
 	var stale []*Peer
 	for p := range u.peers {

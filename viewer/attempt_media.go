@@ -31,6 +31,7 @@ func (a *attemptRun) startReceiver(tr rtc.Track) {
 		cfg.RequestKeyframe = func() {
 			_ = pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
 		}
+		s.keyReq.Store(&cfg.RequestKeyframe)
 	}
 	r, err := media.NewReceiver(tr.Remote, cfg)
 	if err != nil {

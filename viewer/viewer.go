@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/transport/v5"
@@ -165,6 +166,19 @@ type Session struct {
 	winner  *attemptRun // the attempt that took an answer in this connect cycle
 
 	emitMu sync.Mutex // OnEvent is called by one goroutine at a time
+
+	keyReq atomic.Pointer[func()] // asks the current attempt's master for a keyframe
+}
+
+// RequestKeyframe asks the master for a keyframe (an RTCP picture loss
+// indication on the video track of the current connection), as a relay
+// does when a peer joins and the GOP it has cached is too old to start
+// from. It does nothing before the video track arrives; the master may
+// ignore it (a file source cannot make keyframes on demand).
+func (s *Session) RequestKeyframe() {
+	if f := s.keyReq.Load(); f != nil {
+		(*f)()
+	}
 }
 
 // New validates cfg and returns a session ready to Run.

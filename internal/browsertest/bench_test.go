@@ -185,3 +185,67 @@ func TestBrowserBenchmarkRelay(t *testing.T) {
 		t.Logf("%s: %v", r.name, round(r.ms))
 	}
 }
+
+// TestBrowserBenchmarkRelayOfficialMaster is TestBrowserBenchmarkRelay
+// with an independent camera: the official JS SDK master flow in a
+// Chromium tab (its fake camera, 640x480), whose answers take the time a
+// WebRTC stack really takes to answer. The relay's upstream is connected
+// to it before the loads (a warm channel). It runs only with
+// KVSRTC_BROWSER_BENCH=1:
+//
+//	KVSRTC_BROWSER_BENCH=1 go test -run TestBrowserBenchmarkRelayOfficialMaster -v ./internal/browsertest
+func TestBrowserBenchmarkRelayOfficialMaster(t *testing.T) {
+	if os.Getenv("KVSRTC_BROWSER_BENCH") == "" {
+		t.Skip("set KVSRTC_BROWSER_BENCH=1 to run the browser benchmark")
+	}
+	loads := 20
+	if v, err := strconv.Atoi(os.Getenv("KVSRTC_BROWSER_BENCH_LOADS")); err == nil && v > 0 {
+		loads = v
+	}
+	ch := newChannel(t)
+	cam := newTab(t, 30*time.Minute)
+	cam.navigate(t, officialPageURL("official-master", ch))
+	cam.waitJS(t, 30*time.Second, "window.result.error !== null || window.result.events.some(e => e[0] === 'ws-open')", "window.result")
+	cam.officialResult(t)
+	warm, r := startRelayPlayer(t, player.ModeRelay, player.Config{Channels: []string{ch}, SessionBurst: 1000},
+		func(c *relay.Config) { c.Warm = []string{ch} })
+	direct := startPlayer(t, player.Config{Channels: []string{ch}, SessionBurst: 1000})
+	deadline := time.Now().Add(30 * time.Second)
+	for st, _ := r.Status(ch); st.State != relay.StateStreaming; st, _ = r.Status(ch) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the relay does not stream the official master: %+v", st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	const plays = `window.kvsrtc && window.kvsrtc.players.length > 0 && window.kvsrtc.players.every(p => {
+		const s = p.snapshot(); return s.state === 'playing' && s.width > 0 && s.framesDecoded >= 10 })`
+	runs := []struct {
+		name string
+		load func() float64
+		ms   []float64
+	}{
+		{name: "kvsrtc player, relay mode, warm channel", load: func() float64 { return loadPlayer(t, warm, ch, plays) }},
+		{name: "official SDK viewer flow", load: func() float64 { return loadOfficial(t, ch) }},
+		{name: "kvsrtc player, direct mode", load: func() float64 { return loadPlayer(t, direct, ch, plays) }},
+	}
+	for i := range runs {
+		runs[i].load() // warm-up, not counted
+	}
+	for i := range loads {
+		time.Sleep(400 * time.Millisecond) // the service allows 3 viewer connects/s per channel
+		for j := range runs {
+			k := (i + j) % len(runs)
+			runs[k].ms = append(runs[k].ms, runs[k].load())
+		}
+	}
+	var out strings.Builder
+	fmt.Fprintf(&out, "| page | loads | median | p90 | mean | min | max | median / official |\n|---|---|---|---|---|---|---|---|\n")
+	ref := median(runs[1].ms)
+	for _, r := range runs {
+		fmt.Fprintf(&out, "| %s | %d | %s | %.2f |\n", r.name, len(r.ms), summarize(r.ms), median(r.ms)/ref)
+	}
+	t.Logf("time from navigation to the first frame (ms), camera: the official JS SDK master in Chromium:\n%s", out.String())
+	for _, r := range runs {
+		t.Logf("%s: %v", r.name, round(r.ms))
+	}
+}

@@ -382,3 +382,36 @@ func TestRelayModeExplainsMissingCamera(t *testing.T) {
 	}
 	t.Logf("diagnosis: %s: %s", s.Diagnosis.Cause, s.Diagnosis.Title)
 }
+
+// TestRelayModePlaysOfficialMaster: the camera is the official JS SDK
+// master flow in Chromium, whose encoder sends a keyframe at the start and
+// then only when asked. A page that joins the relay once the GOP since that
+// keyframe is longer than the relay replays (5 s) plays at once: the relay
+// asks the camera for a keyframe (RTCP PLI through its viewer session).
+// Before that, such a page got no video at all.
+func TestRelayModePlaysOfficialMaster(t *testing.T) {
+	ch := newChannel(t)
+	cam := newTab(t, 2*time.Minute)
+	cam.navigate(t, officialPageURL("official-master", ch))
+	cam.waitJS(t, 30*time.Second, "window.result.error !== null || window.result.events.some(e => e[0] === 'ws-open')", "window.result")
+	cam.officialResult(t)
+	p, r := startRelayPlayer(t, player.ModeRelay, player.Config{Channels: []string{ch}}, func(c *relay.Config) { c.Warm = []string{ch} })
+	deadline := time.Now().Add(30 * time.Second)
+	for st, _ := r.Status(ch); st.State != relay.StateStreaming; st, _ = r.Status(ch) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the relay does not stream the official master: %+v", st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(7 * time.Second) // the GOP outgrows what the relay replays
+	tb := newTab(t, 60*time.Second)
+	tb.navigate(t, p.signIn("/?channel="+ch))
+	const plays = `window.kvsrtc && window.kvsrtc.players.length > 0 && window.kvsrtc.players.every(p => {
+		const s = p.snapshot(); return s.state === 'playing' && s.relay && s.width === 640 && s.height === 480 && s.framesDecoded >= 10 })`
+	tb.waitJS(t, 20*time.Second, plays, describePlayers)
+	s := tb.players(t)[0]
+	t.Logf("first frame %.0f ms after navigation, attempt %d", s.TTFFMs, s.AttemptsTotal)
+	if s.AttemptsTotal != 1 {
+		t.Errorf("%d attempts: the first should play", s.AttemptsTotal)
+	}
+}
