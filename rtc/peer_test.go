@@ -13,6 +13,27 @@ import (
 	"github.com/kvsrtc/kvsrtc/rtc"
 )
 
+// peerPair returns two loopback-only VP8 Peers, closed when the test ends:
+// a viewer with a receive-only video transceiver, and its counterpart.
+func peerPair(t *testing.T) (viewer, other *rtc.Peer) {
+	t.Helper()
+	api, err := rtc.NewAPI(rtc.Config{LoopbackOnly: true, VideoCodecs: []string{"VP8"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []**rtc.Peer{&viewer, &other} {
+		if *p, err = rtc.NewPeer(api, webrtc.Configuration{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = (*p).Close() })
+	}
+	if _, err := viewer.PC.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo,
+		webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+		t.Fatal(err)
+	}
+	return viewer, other
+}
+
 // TestPeerNegotiatesAndCloses: a Peer offers (trickle announced in what is
 // sent, not in its local description), keeps remote candidates that come
 // before the answer, delivers the remote track, and Close ends the
@@ -20,25 +41,8 @@ import (
 func TestPeerNegotiatesAndCloses(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	api, err := rtc.NewAPI(rtc.Config{LoopbackOnly: true, VideoCodecs: []string{"VP8"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	viewer, err := rtc.NewPeer(api, webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer viewer.Close()
-	camera, err := rtc.NewPeer(api, webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer camera.Close()
+	viewer, camera := peerPair(t)
 
-	if _, err := viewer.PC.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo,
-		webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-		t.Fatal(err)
-	}
 	capability, err := rtc.Capability(rtc.CodecVP8)
 	if err != nil {
 		t.Fatal(err)
@@ -206,24 +210,7 @@ func TestPeerBadAnswer(t *testing.T) {
 func TestPeerAnswers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	api, err := rtc.NewAPI(rtc.Config{LoopbackOnly: true, VideoCodecs: []string{"VP8"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	viewer, err := rtc.NewPeer(api, webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer viewer.Close()
-	master, err := rtc.NewPeer(api, webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer master.Close()
-	if _, err := viewer.PC.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo,
-		webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-		t.Fatal(err)
-	}
+	viewer, master := peerPair(t)
 	offer, err := viewer.Offer(nil)
 	if err != nil {
 		t.Fatal(err)

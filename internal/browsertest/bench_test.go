@@ -90,6 +90,41 @@ func loadOfficial(t *testing.T, ch string) float64 {
 	return ms
 }
 
+// benchRun is one page of a browser benchmark: its name, how to load it
+// once (returning its time to first frame, ms), and the times measured.
+type benchRun struct {
+	name string
+	load func() float64
+	ms   []float64
+}
+
+// rotate loads every run once without counting it (browser start-up),
+// then each loads times, rotating the order so that machine noise hits
+// them alike, and logs the table under title; the second run (the official
+// flow) is the reference of the ratios.
+func rotate(t *testing.T, loads int, title string, runs []benchRun) {
+	for i := range runs {
+		runs[i].load()
+	}
+	for i := range loads {
+		time.Sleep(400 * time.Millisecond) // the service allows 3 viewer connects/s per channel
+		for j := range runs {
+			k := (i + j) % len(runs)
+			runs[k].ms = append(runs[k].ms, runs[k].load())
+		}
+	}
+	var out strings.Builder
+	fmt.Fprintf(&out, "| page | loads | median | p90 | mean | min | max | median / official |\n|---|---|---|---|---|---|---|---|\n")
+	ref := median(runs[1].ms)
+	for _, r := range runs {
+		fmt.Fprintf(&out, "| %s | %d | %s | %.2f |\n", r.name, len(r.ms), summarize(r.ms), median(r.ms)/ref)
+	}
+	t.Logf("%s:\n%s", title, out.String())
+	for _, r := range runs {
+		t.Logf("%s: %v", r.name, round(r.ms))
+	}
+}
+
 type stats struct{ median, p90, mean, min, max float64 }
 
 func (s stats) String() string {
@@ -154,36 +189,12 @@ func TestBrowserBenchmarkRelay(t *testing.T) {
 		return func() float64 { return loadPlayer(t, p, ch, want) }
 	}
 	official := func() float64 { return loadOfficial(t, warmCh) }
-	runs := []struct {
-		name string
-		load func() float64
-		ms   []float64
-	}{
+	rotate(t, loads, "time from navigation to the first frame (ms)", []benchRun{
 		{name: "kvsrtc player, relay mode, warm channel", load: page(warm, warmCh, playingRelayed)},
 		{name: "official SDK viewer flow", load: official},
 		{name: "kvsrtc player, direct mode", load: page(direct, warmCh, playing)},
 		{name: "kvsrtc player, relay mode, cold channel", load: page(cold, coldCh, playingRelayed)},
-	}
-	for i := range runs {
-		runs[i].load() // warm-up, not counted
-	}
-	for i := range loads {
-		time.Sleep(400 * time.Millisecond) // the service allows 3 viewer connects/s per channel
-		for j := range runs {
-			k := (i + j) % len(runs) // rotate the order
-			runs[k].ms = append(runs[k].ms, runs[k].load())
-		}
-	}
-	var out strings.Builder
-	fmt.Fprintf(&out, "| page | loads | median | p90 | mean | min | max | median / official |\n|---|---|---|---|---|---|---|---|\n")
-	ref := median(runs[1].ms)
-	for _, r := range runs {
-		fmt.Fprintf(&out, "| %s | %d | %s | %.2f |\n", r.name, len(r.ms), summarize(r.ms), median(r.ms)/ref)
-	}
-	t.Logf("time from navigation to the first frame (ms):\n%s", out.String())
-	for _, r := range runs {
-		t.Logf("%s: %v", r.name, round(r.ms))
-	}
+	})
 }
 
 // TestBrowserBenchmarkRelayOfficialMaster is TestBrowserBenchmarkRelay
@@ -219,33 +230,9 @@ func TestBrowserBenchmarkRelayOfficialMaster(t *testing.T) {
 	}
 	const plays = `window.kvsrtc && window.kvsrtc.players.length > 0 && window.kvsrtc.players.every(p => {
 		const s = p.snapshot(); return s.state === 'playing' && s.width > 0 && s.framesDecoded >= 10 })`
-	runs := []struct {
-		name string
-		load func() float64
-		ms   []float64
-	}{
+	rotate(t, loads, "time from navigation to the first frame (ms), camera: the official JS SDK master in Chromium", []benchRun{
 		{name: "kvsrtc player, relay mode, warm channel", load: func() float64 { return loadPlayer(t, warm, ch, plays) }},
 		{name: "official SDK viewer flow", load: func() float64 { return loadOfficial(t, ch) }},
 		{name: "kvsrtc player, direct mode", load: func() float64 { return loadPlayer(t, direct, ch, plays) }},
-	}
-	for i := range runs {
-		runs[i].load() // warm-up, not counted
-	}
-	for i := range loads {
-		time.Sleep(400 * time.Millisecond) // the service allows 3 viewer connects/s per channel
-		for j := range runs {
-			k := (i + j) % len(runs)
-			runs[k].ms = append(runs[k].ms, runs[k].load())
-		}
-	}
-	var out strings.Builder
-	fmt.Fprintf(&out, "| page | loads | median | p90 | mean | min | max | median / official |\n|---|---|---|---|---|---|---|---|\n")
-	ref := median(runs[1].ms)
-	for _, r := range runs {
-		fmt.Fprintf(&out, "| %s | %d | %s | %.2f |\n", r.name, len(r.ms), summarize(r.ms), median(r.ms)/ref)
-	}
-	t.Logf("time from navigation to the first frame (ms), camera: the official JS SDK master in Chromium:\n%s", out.String())
-	for _, r := range runs {
-		t.Logf("%s: %v", r.name, round(r.ms))
-	}
+	})
 }
