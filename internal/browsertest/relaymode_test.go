@@ -83,11 +83,11 @@ func TestRelayModeServesManyPages(t *testing.T) {
 	var ttff []float64
 	for i := 0; i < pages; i += batch {
 		for j := i; j < i+batch; j++ {
-			tabs[j] = newTab(t, 240*time.Second)
+			tabs[j] = newTab(t, 420*time.Second)
 			tabs[j].navigate(t, p.signIn("/?channel="+ch))
 		}
 		for j := i; j < i+batch; j++ {
-			tabs[j].waitJS(t, 60*time.Second, playingSmall, describePlayers)
+			tabs[j].waitJS(t, 120*time.Second, playingSmall, describePlayers)
 			s := tabs[j].players(t)[0]
 			if len(s.ClientIDs) != 0 {
 				t.Errorf("page %d minted client ids %v: it should not be a viewer of the channel", j, s.ClientIDs)
@@ -125,11 +125,30 @@ func TestRelayModeServesManyPages(t *testing.T) {
 		tb.eval(t, `window.kvsrtc.players[0].snapshot().framesDecoded`, &frames)
 		tb.waitJS(t, 10*time.Second, fmt.Sprintf(`window.kvsrtc.players[0].snapshot().framesDecoded > %d`, frames+5), describePlayers)
 	}
+	// Every page was sent to the relay at least once. A page that retried
+	// (on a loaded machine a first WHEP join can time out) asked again, so
+	// the count may be higher; the retries are logged, not failed.
 	resp, body := get(t, p.url+"/metrics", p.token)
-	if resp.StatusCode != http.StatusOK || !strings.Contains(body, fmt.Sprintf(`kvsrtc_player_relay_sessions_total{channel="%s"} %d`, ch, pages)) ||
-		!strings.Contains(body, "kvsrtc_relay_") {
-		t.Errorf("metrics:\n%s", body)
+	n, ok := metricValue(body, fmt.Sprintf(`kvsrtc_player_relay_sessions_total{channel="%s"}`, ch))
+	if resp.StatusCode != http.StatusOK || !ok || n < pages || !strings.Contains(body, "kvsrtc_relay_") {
+		t.Errorf("metrics (want kvsrtc_player_relay_sessions_total >= %d):\n%s", pages, body)
+	} else if n > pages {
+		t.Logf("%d relay sessions for %d pages: %d retried", n, pages, n-pages)
 	}
+}
+
+// metricValue returns the value of the Prometheus sample whose name and
+// labels are exactly series.
+func metricValue(body, series string) (int, bool) {
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			var n int
+			if _, err := fmt.Sscan(v, &n); err == nil {
+				return n, true
+			}
+		}
+	}
+	return 0, false
 }
 
 // TestRelayModeCameraStopsAndReturns: the camera stops while pages watch
