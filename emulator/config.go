@@ -102,6 +102,11 @@ type Config struct {
 	// StorageMaxViewers is the limit of viewers in one storage session
 	// (JoinStorageSessionAsViewer); default DefaultStorageMaxViewers.
 	StorageMaxViewers int
+
+	// StorageMedia runs the storage sessions' media (package storage
+	// implements it). nil: the storage API answers and records the joins,
+	// but no storage session offers, forwards or records anything.
+	StorageMedia StorageMedia
 	// DisableQuotas turns off the connect and message rate limits and the
 	// cap of 4096 connections open at once (for benchmarks).
 	DisableQuotas bool

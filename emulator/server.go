@@ -138,8 +138,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
-	s.sessions = newStorageSessions(s.log.With("component", "storage"), cfg.StorageMaxViewers)
+	s.sessions = newStorageSessions(s.log.With("component", "storage"), cfg.StorageMaxViewers, cfg.StorageMedia)
 	s.hub = hub.New(hub.Config{
+		Intercept:     s.interceptStorage,
 		MaxViewers:    cfg.MaxViewers,
 		DisableQuotas: cfg.DisableQuotas,
 		Now:           s.now,

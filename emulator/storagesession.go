@@ -16,8 +16,8 @@ import (
 // validated and answered as the service does, and recorded as a storage
 // session of the channel; the media side (the session's own peer that
 // offers to the master and the viewers over signaling, records and
-// forwards) is not emulated yet. Choices where AWS is undocumented are in
-// docs/EMULATOR.md, "Streams and WebRTC ingestion".
+// forwards) is Config.StorageMedia (storagemedia.go). Choices where AWS is
+// undocumented are in docs/EMULATOR.md, "Streams and WebRTC ingestion".
 
 // Defaults of the storage session limits.
 const (
@@ -67,13 +67,31 @@ type storageSession struct {
 type storageSessions struct {
 	log        *slog.Logger
 	maxViewers int
+	media      StorageMedia // nil: joins are recorded, no media
 
 	mu        sync.Mutex
 	byChannel map[string]*storageSession
 }
 
-func newStorageSessions(log *slog.Logger, maxViewers int) *storageSessions {
-	return &storageSessions{log: log, maxViewers: maxViewers, byChannel: map[string]*storageSession{}}
+func newStorageSessions(log *slog.Logger, maxViewers int, media StorageMedia) *storageSessions {
+	return &storageSessions{log: log, maxViewers: maxViewers, media: media, byChannel: map[string]*storageSession{}}
+}
+
+// member reports whether a connection takes part in the channel's storage
+// session: the master once it joined, a viewer while it holds a slot and
+// is connected.
+func (ss *storageSessions) member(channelARN string, role kvsproto.Role, clientID string) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	se := ss.byChannel[channelARN]
+	if se == nil {
+		return false
+	}
+	if role == kvsproto.RoleMaster {
+		return se.MasterJoins > 0
+	}
+	v := se.viewers[clientID]
+	return v != nil && v.LeftAt.IsZero()
 }
 
 // sessionFor returns the channel's session, creating it; the caller holds mu.
@@ -128,15 +146,18 @@ func (ss *storageSessions) joinViewer(channelARN, streamARN, clientID string, no
 // left notes that a viewer's signaling connection closed: its slot is held
 // for storageViewerHold from now.
 func (ss *storageSessions) left(channelARN string, role kvsproto.Role, clientID string, now time.Time) {
-	if role != kvsproto.RoleViewer {
-		return
-	}
 	ss.mu.Lock()
-	defer ss.mu.Unlock()
+	in := false
 	if se := ss.byChannel[channelARN]; se != nil {
-		if v := se.viewers[clientID]; v != nil {
-			v.LeftAt = now
+		if role == kvsproto.RoleMaster {
+			in = se.MasterJoins > 0
+		} else if v := se.viewers[clientID]; v != nil {
+			v.LeftAt, in = now, true
 		}
+	}
+	ss.mu.Unlock()
+	if in && ss.media != nil {
+		ss.media.Leave(channelARN, role, clientID)
 	}
 }
 
@@ -148,6 +169,9 @@ func (ss *storageSessions) end(channelARN, why string) {
 	ss.mu.Unlock()
 	if ok {
 		ss.log.Info("storage session ended", "channel_arn", channelARN, "reason", why)
+		if ss.media != nil {
+			ss.media.End(channelARN, why)
+		}
 	}
 }
 
@@ -155,15 +179,20 @@ func (ss *storageSessions) end(channelARN, why string) {
 // returns how many there were.
 func (ss *storageSessions) endForStream(streamARN string) int {
 	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	n := 0
+	var ended []string
 	for arn, se := range ss.byChannel {
 		if se.StreamARN == streamARN {
 			delete(ss.byChannel, arn)
-			n++
+			ended = append(ended, arn)
 		}
 	}
-	return n
+	ss.mu.Unlock()
+	if ss.media != nil {
+		for _, arn := range ended {
+			ss.media.End(arn, "stream deleted")
+		}
+	}
+	return len(ended)
 }
 
 func (ss *storageSessions) snapshot() []StorageSession {
@@ -235,8 +264,14 @@ func (s *Server) opJoinStorageSession(r *http.Request, body []byte) (any, *apiEr
 	if replaced {
 		s.log.Info("storage session: a newer JoinStorageSession takes precedence over the earlier one", "channel", c.Name)
 	}
-	s.log.Warn("storage session requested by the master; storage session media is not emulated yet: no SDP offer will be sent, nothing is recorded",
-		"channel", c.Name, "stream_arn", c.StorageStreamARN, "remote", r.RemoteAddr)
+	if m := s.cfg.StorageMedia; m != nil {
+		s.log.Info("storage session: the master joined; the session sends it an offer",
+			"channel", c.Name, "stream_arn", c.StorageStreamARN, "remote", r.RemoteAddr)
+		m.Join(s.participant(c, kvsproto.RoleMaster, ""))
+	} else {
+		s.log.Warn("storage session requested by the master; this server runs no storage session media (emulator.Config.StorageMedia is nil): no SDP offer will be sent, nothing is recorded",
+			"channel", c.Name, "stream_arn", c.StorageStreamARN, "remote", r.RemoteAddr)
+	}
 	return struct{}{}, nil
 }
 
@@ -267,7 +302,13 @@ func (s *Server) opJoinStorageSessionAsViewer(r *http.Request, body []byte) (any
 		return nil, e
 	}
 	master := s.hub.Connected(c.ARN, kvsproto.RoleMaster, "")
-	s.log.Warn("storage session requested by a viewer; storage session media is not emulated yet: no SDP offer will be sent",
-		"channel", c.Name, "client_id", in.ClientID, "rejoin", rejoin, "master_connected", master, "remote", r.RemoteAddr)
+	if m := s.cfg.StorageMedia; m != nil {
+		s.log.Info("storage session: a viewer joined; the session sends it an offer",
+			"channel", c.Name, "client_id", in.ClientID, "rejoin", rejoin, "master_connected", master, "remote", r.RemoteAddr)
+		m.Join(s.participant(c, kvsproto.RoleViewer, in.ClientID))
+	} else {
+		s.log.Warn("storage session requested by a viewer; this server runs no storage session media (emulator.Config.StorageMedia is nil): no SDP offer will be sent",
+			"channel", c.Name, "client_id", in.ClientID, "rejoin", rejoin, "master_connected", master, "remote", r.RemoteAddr)
+	}
 	return struct{}{}, nil
 }

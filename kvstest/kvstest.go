@@ -54,6 +54,8 @@ import (
 	"github.com/kvsrtc/kvsrtc/control"
 	"github.com/kvsrtc/kvsrtc/emulator"
 	"github.com/kvsrtc/kvsrtc/kvsproto"
+	"github.com/kvsrtc/kvsrtc/rtc"
+	"github.com/kvsrtc/kvsrtc/storage"
 )
 
 // Options configures New and Start. The zero value starts a service with the
@@ -93,6 +95,10 @@ type Env struct {
 	HTTPClient *http.Client
 	// Master is the master started for Options.Master, or nil.
 	Master *Master
+	// Storage runs the storage sessions' media (WebRTC ingestion,
+	// Multiviewer) with loopback candidates only, unless
+	// Options.Emulator.StorageMedia was set (then it is nil).
+	Storage *storage.Engine
 
 	opts Options
 	tr   *http.Transport // HTTPClient's
@@ -123,8 +129,20 @@ func Start(opts Options) (*Env, error) {
 	if m := opts.Master; m != nil && m.Channel != "" && !isARN(m.Channel) && !slices.Contains(cfg.Channels, m.Channel) {
 		cfg.Channels = append(cfg.Channels, m.Channel)
 	}
+	var engine *storage.Engine
+	if cfg.StorageMedia == nil {
+		var err error
+		engine, err = storage.New(storage.Config{RTC: rtc.Config{LoopbackOnly: true}, Logger: cfg.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("kvstest: %w", err)
+		}
+		cfg.StorageMedia = engine
+	}
 	srv, err := emulator.Start(context.Background(), cfg)
 	if err != nil {
+		if engine != nil {
+			_ = engine.Close()
+		}
 		return nil, fmt.Errorf("kvstest: starting the emulator: %w", err)
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -132,7 +150,7 @@ func Start(opts Options) (*Env, error) {
 	if pool := srv.CertPool(); pool != nil {
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	e := &Env{Server: srv, HTTPClient: &http.Client{Transport: tr}, opts: opts, tr: tr}
+	e := &Env{Server: srv, HTTPClient: &http.Client{Transport: tr}, Storage: engine, opts: opts, tr: tr}
 	c := srv.Credentials()
 	e.AWSConfig = aws.Config{
 		Region:       srv.Region(),
@@ -166,6 +184,11 @@ func (e *Env) Close() error {
 	e.tr.CloseIdleConnections()
 	if err := e.Server.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("closing the emulator: %w", err))
+	}
+	if e.Storage != nil {
+		if err := e.Storage.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("closing the storage sessions: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }

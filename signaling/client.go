@@ -424,7 +424,9 @@ func (c *Client) keepalive() {
 
 // Send validates and sends one message. Viewers must leave
 // RecipientClientID empty (the service always routes their messages to the
-// master); the master must set it.
+// master); the master must set it, except on the answer and candidates it
+// sends the storage session of its channel (WebRTC ingestion), whose offer
+// came without a senderClientId.
 func (c *Client) Send(ctx context.Context, msg kvsproto.ClientMessage) error {
 	if err := msg.Validate(); err != nil {
 		return fmt.Errorf("signaling: send: %w", err)
@@ -436,7 +438,10 @@ func (c *Client) Send(ctx context.Context, msg kvsproto.ClientMessage) error {
 				Reason: "a viewer's messages always go to the master; leave it empty"})
 		}
 	case kvsproto.RoleMaster:
-		if msg.RecipientClientID == "" {
+		// The one exception: the answer and candidates of a master to its
+		// channel's storage session (WebRTC ingestion), whose offer came
+		// without senderClientId, go without a recipient.
+		if msg.RecipientClientID == "" && msg.Action == kvsproto.ActionSDPOffer {
 			return fmt.Errorf("signaling: send: %w", &kvsproto.ValidationError{Field: "recipientClientId",
 				Reason: "the master must name the viewer (its senderClientId) to send to"})
 		}

@@ -227,9 +227,11 @@ func TestSendReceiveScripted(t *testing.T) {
 	if err := kvsproto.DecodePayload(msg.MessagePayload, &sd); err != nil || sd.Type != "answer" {
 		t.Fatalf("payload %+v %v", sd, err)
 	}
-	// The master must name a recipient; correlation ids are validated.
-	if err := c.SendICECandidate(ctx, kvsproto.ICECandidate{Candidate: "x"}, "", ""); !errors.Is(err, kvsproto.ErrInvalid) {
-		t.Fatalf("master without recipient: %v", err)
+	// The master must name the recipient of an offer (its answers and
+	// candidates to a storage session go without one); correlation ids
+	// are validated.
+	if err := c.SendOffer(ctx, kvsproto.SessionDescription{SDP: "v=0"}, "", ""); !errors.Is(err, kvsproto.ErrInvalid) {
+		t.Fatalf("master offer without recipient: %v", err)
 	}
 	if err := c.SendOffer(ctx, kvsproto.SessionDescription{SDP: "v=0"}, "v1", "bad id!"); !errors.Is(err, kvsproto.ErrInvalid) {
 		t.Fatalf("bad correlation id: %v", err)

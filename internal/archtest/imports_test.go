@@ -30,6 +30,7 @@ var allowed = map[string][]string{
 	"doctor":            {"kvsproto", "sigv4", "control", "signaling", "rtc", "media/...", "cause", "retry"},
 	"relay":             {"kvsproto", "control", "rtc", "media/...", "cause", "viewer"}, // one upstream viewer per channel, fanned out; no HTTP
 	"whep":              {"relay", "rtc", "media/..."},                                  // WHEP (RFC 9725) handler and client over relay
+	"storage":           {"emulator", "kvsproto", "rtc", "media/..."},                   // the emulator's storage session media (pion); emulator never imports it
 	"internal/cli":      {"*"},
 	"internal/archtest": {},
 	"internal/testutil": {}, // helpers for test files; stdlib only
@@ -37,7 +38,7 @@ var allowed = map[string][]string{
 	"cmd/kvsrtc":        {"internal/cli"},
 	"examples/...":      {"*"},
 
-	"kvstest": {"emulator", "control", "master", "media/...", "rtc", "kvsproto", "sigv4"}, // the emulator for tests
+	"kvstest": {"emulator", "control", "master", "media/...", "rtc", "kvsproto", "sigv4", "storage"}, // the emulator for tests
 
 	"internal/browsertest": {"*"}, // end-to-end tests in Chromium; test files only
 	"internal/resilience":  {"*"}, // the resilience matrix and the chaos soak; test files only

@@ -2,11 +2,14 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/kvsrtc/kvsrtc/emulator"
+	"github.com/kvsrtc/kvsrtc/rtc"
 	"github.com/kvsrtc/kvsrtc/sigv4"
+	"github.com/kvsrtc/kvsrtc/storage"
 )
 
 func init() {
@@ -45,6 +48,7 @@ func runLocal(ctx context.Context, env *Env, args []string) error {
 	fs.DurationVar(&cfg.MaxConnDuration, "max-duration", emulator.DefaultMaxConnDuration, "close every WebSocket after this long")
 	fs.DurationVar(&cfg.GoAwayGrace, "goaway-grace", emulator.DefaultGoAwayGrace, "send GO_AWAY this long before --max-duration")
 	fs.IntVar(&cfg.MaxViewers, "max-viewers", emulator.DefaultMaxViewers, "maximum concurrent viewers per channel")
+	fs.IntVar(&cfg.StorageMaxViewers, "storage-max-viewers", emulator.DefaultStorageMaxViewers, "maximum viewers in one storage session (Multiviewer, JoinStorageSessionAsViewer)")
 	fs.BoolVar(&cfg.TURNDisabled, "no-turn", false, "run no TURN server (GetIceServerConfig returns an empty list)")
 	fs.BoolVar(&cfg.DisableQuotas, "no-quotas", false, "disable the connect and message rate limits and the connection cap (benchmarks)")
 	fs.BoolVar(&cfg.PingResetsIdle, "ping-resets-idle", false, "count WebSocket pings as activity for --idle-timeout")
@@ -73,10 +77,18 @@ func runLocal(ctx context.Context, env *Env, args []string) error {
 	cfg.Channels = channels
 	cfg.Faults = faults
 	cfg.Logger = log
+	if cfg.StorageMaxViewers < 1 {
+		return fmt.Errorf("%w: --storage-max-viewers %d: give 1 or more", ErrUsage, cfg.StorageMaxViewers)
+	}
+	engine, err := storage.New(storage.Config{RTC: rtc.Config{LoopbackOnly: loopbackListen(cfg.Addr)}, Logger: log.With("component", "storage")})
+	if err != nil {
+		return err
+	}
+	cfg.StorageMedia = engine
 
 	srv, err := emulator.Start(ctx, cfg)
 	if err != nil {
-		return err
+		return errors.Join(err, engine.Close())
 	}
 	fmt.Fprintf(env.Stdout, "kvsrtc local: listening on %s (region %s, account %s); paste the lines below into a shell to use it:\n",
 		srv.URL(), srv.Region(), srv.AccountID())
@@ -91,7 +103,7 @@ func runLocal(ctx context.Context, env *Env, args []string) error {
 	fmt.Fprintf(env.Stdout, "# e.g.: aws kinesisvideo list-signaling-channels\n")
 	<-ctx.Done()
 	log.Info("shutting down", "cause", context.Cause(ctx))
-	return srv.Close()
+	return errors.Join(srv.Close(), engine.Close())
 }
 
 // shellQuote quotes v for a POSIX shell when it holds anything but safe

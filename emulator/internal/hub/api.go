@@ -106,6 +106,12 @@ type Config struct {
 	// MaxBufferedPerChannel bounds the undelivered messages held for all
 	// recipients of one channel; 0 = 1000.
 	MaxBufferedPerChannel int
+	// Intercept, if set, sees each valid client message before it is
+	// routed (and before the master's recipientClientId is required);
+	// returning true consumes it. The emulator uses it to hand a channel's
+	// storage session the messages meant for it (WebRTC ingestion). It is
+	// called without a hub lock held and must not block.
+	Intercept func(channelARN string, role kvsproto.Role, clientID string, msg kvsproto.ClientMessage) bool
 	// ChannelTombstone is how long Join keeps returning ErrChannelGone for
 	// the ARN of a channel closed with CloseChannel (this closes the race
 	// between the emulator's existence check and Join); 0 = 5s. The
@@ -217,6 +223,18 @@ func (h *Hub) CloseChannel(channelARN string) { h.impl.closeChannel(channelARN) 
 // or a joined viewer with this client id (role VIEWER).
 func (h *Hub) Connected(channelARN string, role kvsproto.Role, clientID string) bool {
 	return h.impl.connected(channelARN, role, clientID)
+}
+
+// ErrNotConnected is returned by Deliver when the recipient has no
+// connection on the channel.
+var ErrNotConnected = errors.New("hub: recipient not connected")
+
+// Deliver sends an event to the channel's master (role MASTER) or to the
+// viewer with clientID now, in order with the messages the hub routes to it.
+// Nothing is buffered: it returns ErrNotConnected when the recipient has no
+// connection. The storage session of a channel uses it to signal.
+func (h *Hub) Deliver(channelARN string, role kvsproto.Role, clientID string, ev kvsproto.Event) error {
+	return h.impl.deliver(channelARN, role, clientID, ev)
 }
 
 // Stats returns the counters.

@@ -40,6 +40,7 @@ type settings struct {
 	sweep                          time.Duration
 	maxPerRecipient, maxPerChannel int
 	tombstone                      time.Duration
+	intercept                      func(string, kvsproto.Role, string, kvsproto.ClientMessage) bool
 }
 
 func positive[T int | float64 | time.Duration](v, def T) T {
@@ -61,6 +62,7 @@ func (c Config) settings() settings {
 		maxPerRecipient: positive(c.MaxBufferedPerRecipient, defaultPerRecipient),
 		maxPerChannel:   positive(c.MaxBufferedPerChannel, defaultPerChannel),
 		tombstone:       positive(c.ChannelTombstone, defaultChannelTomb),
+		intercept:       c.Intercept,
 	}
 	for i, r := range s.rates {
 		s.bursts[i] = positive(c.MessageBurst, max(1, int(math.Ceil(2*r))))
@@ -207,6 +209,47 @@ func (h *hubImpl) connected(arn string, role kvsproto.Role, clientID string) boo
 		return ch.master != nil
 	}
 	return clientID != "" && ch.viewers[clientID] != nil
+}
+
+// deliver sends ev to a connected member of the channel (Hub.Deliver).
+func (h *hubImpl) deliver(arn string, role kvsproto.Role, clientID string, ev kvsproto.Event) error {
+	if h.closed.Load() {
+		return ErrHubClosed
+	}
+	fr, err := ev.Encode()
+	if err != nil {
+		return err
+	}
+	h.mu.RLock()
+	ch := h.channels[arn]
+	h.mu.RUnlock()
+	if ch == nil {
+		return ErrNotConnected
+	}
+	key := masterKey
+	if role != kvsproto.RoleMaster {
+		if clientID == "" {
+			return ErrNotConnected
+		}
+		key = clientID
+	}
+	ch.mu.Lock()
+	m := ch.memberLocked(key)
+	if m == nil || !m.attached {
+		ch.mu.Unlock()
+		return ErrNotConnected
+	}
+	err = m.conn.Send(fr)
+	if err != nil {
+		ch.detachLocked(m)
+	}
+	ch.mu.Unlock()
+	if err != nil {
+		m.sendFailed()
+		return fmt.Errorf("%w: %w", ErrNotConnected, err)
+	}
+	h.c.routed.Add(1)
+	return nil
 }
 
 // maybeRemove drops ch from the map if it is idle.

@@ -50,6 +50,15 @@ func (m *memberImpl) handle(frame []byte) {
 		m.fail(msg.CorrelationID, kvsproto.ErrCodeInvalidArgument, err.Error())
 		return
 	}
+	if ic := h.set.intercept; ic != nil {
+		m.ch.mu.Lock()
+		attached := m.attached
+		m.ch.mu.Unlock()
+		if attached && ic(m.arn, m.role, m.clientID, msg) {
+			h.c.routed.Add(1)
+			return
+		}
+	}
 	key, sender := masterKey, m.clientID // a viewer's recipientClientId is ignored
 	if m.role == kvsproto.RoleMaster {
 		sender = ""

@@ -1,0 +1,253 @@
+package storage
+
+import (
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kvsrtc/kvsrtc/emulator"
+	"github.com/kvsrtc/kvsrtc/kvsproto"
+	"github.com/kvsrtc/kvsrtc/media"
+	"github.com/kvsrtc/kvsrtc/rtc"
+)
+
+// defaultFrameDuration is a video frame's duration before the camera's
+// frame spacing is known.
+const defaultFrameDuration = 33 * time.Millisecond
+
+// session is one channel's storage session: the camera's link, the
+// viewers' links, the fan-out and the recording.
+type session struct {
+	e                    *Engine
+	arn, name, streamARN string
+	log                  *slog.Logger
+	video, audio         *media.Broadcaster
+
+	mu       sync.Mutex
+	ended    bool
+	master   *link
+	viewers  map[string]*link
+	record   func(emulator.ArchiveFragment) error
+	rec      *recorder
+	talker   *link
+	talkLast time.Time
+	needKey  bool // video waits for a keyframe (new camera stream)
+	lastSSRC uint32
+	lastDur  time.Duration
+	aDur     time.Duration
+
+	bytesIn, framesIn, audioIn, talk atomic.Uint64
+}
+
+func newSession(e *Engine, p emulator.StorageParticipant) *session {
+	s := &session{
+		e: e, arn: p.ChannelARN, name: p.ChannelName, streamARN: p.StreamARN,
+		log:     e.log.With("channel", p.ChannelName),
+		viewers: map[string]*link{},
+		needKey: true,
+	}
+	s.video = media.NewFedBroadcaster(rtc.CodecH264, media.BroadcasterConfig{Logger: s.log, OnKeyframeNeeded: s.requestKeyframe})
+	s.audio = media.NewFedBroadcaster(rtc.CodecOpus, media.BroadcasterConfig{Logger: s.log})
+	s.log.Info("storage session started", "stream_arn", p.StreamARN)
+	return s
+}
+
+// join replaces the participant's link with a new one, which offers.
+func (s *session) join(p emulator.StorageParticipant) {
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		return
+	}
+	var old *link
+	l := newLink(s, p)
+	if p.Role == kvsproto.RoleMaster {
+		old, s.master = s.master, l
+		if p.Record != nil {
+			s.record = p.Record
+		}
+	} else {
+		old = s.viewers[p.ClientID]
+		s.viewers[p.ClientID] = l
+	}
+	s.mu.Unlock()
+	if old != nil {
+		old.close("replaced by a new join")
+	}
+	go l.run()
+}
+
+// signal hands a message to the participant's current link.
+func (s *session) signal(role kvsproto.Role, clientID string, msg kvsproto.ClientMessage) {
+	s.mu.Lock()
+	l := s.master
+	if role != kvsproto.RoleMaster {
+		l = s.viewers[clientID]
+	}
+	s.mu.Unlock()
+	if l == nil {
+		s.log.Debug("storage session: message for no link", "role", role, "client_id", clientID, "action", msg.Action)
+		return
+	}
+	l.deliver(msg)
+}
+
+// gone removes a link that ended.
+func (s *session) gone(l *link) {
+	s.mu.Lock()
+	if l.role == kvsproto.RoleMaster {
+		if s.master == l {
+			s.master = nil
+			s.needKey = true
+		}
+	} else if s.viewers[l.clientID] == l {
+		delete(s.viewers, l.clientID)
+	}
+	if s.talker == l {
+		s.talker = nil
+	}
+	s.mu.Unlock()
+}
+
+// end closes every link and the recording.
+func (s *session) end(reason string) {
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		return
+	}
+	s.ended = true
+	links := make([]*link, 0, len(s.viewers)+1)
+	if s.master != nil {
+		links = append(links, s.master)
+	}
+	for _, l := range s.viewers {
+		links = append(links, l)
+	}
+	rec := s.rec
+	s.rec = nil
+	s.mu.Unlock()
+	for _, l := range links {
+		l.close("storage session ended: " + reason)
+	}
+	if rec != nil {
+		rec.close()
+	}
+	s.e.forget(s)
+	s.log.Info("storage session ended", "reason", reason)
+}
+
+// requestKeyframe asks the camera for a keyframe (a viewer joined and the
+// cached GOP cannot start it).
+func (s *session) requestKeyframe() {
+	s.mu.Lock()
+	m := s.master
+	s.mu.Unlock()
+	if m != nil {
+		m.requestKeyframe()
+	}
+}
+
+// WriteFrame takes the camera's frames: forwarded to every viewer and
+// recorded. It is the media.Sink of the master link's receivers.
+func (s *session) WriteFrame(f media.Frame) error {
+	if f.Codec == rtc.CodecOpus {
+		s.audioIn.Add(uint64(len(f.Data)))
+		s.mu.Lock()
+		if f.Duration > 0 {
+			s.aDur = f.Duration
+		}
+		d := max(s.aDur, 20*time.Millisecond)
+		rec := s.recorderLocked()
+		s.mu.Unlock()
+		s.audio.Publish(media.FrameSample(f, d))
+		if rec != nil {
+			rec.write(f)
+		}
+		return nil
+	}
+	if f.Codec != rtc.CodecH264 {
+		return nil
+	}
+	s.bytesIn.Add(uint64(len(f.Data)))
+	s.framesIn.Add(1)
+	s.mu.Lock()
+	if f.SSRC != s.lastSSRC {
+		s.lastSSRC, s.needKey = f.SSRC, true
+	}
+	if s.needKey && !f.Keyframe {
+		s.mu.Unlock()
+		return nil
+	}
+	s.needKey = false
+	if f.Duration > 0 {
+		s.lastDur = f.Duration
+	}
+	d := s.lastDur
+	if d <= 0 {
+		d = defaultFrameDuration
+	}
+	rec := s.recorderLocked()
+	s.mu.Unlock()
+	s.video.Publish(media.FrameSample(f, d))
+	if rec != nil {
+		rec.write(f)
+	}
+	return nil
+}
+
+// recorderLocked returns the session's recorder, starting it.
+func (s *session) recorderLocked() *recorder {
+	if s.rec == nil && s.record != nil && !s.ended {
+		s.rec = newRecorder(s, s.record)
+	}
+	return s.rec
+}
+
+// talkFrom forwards a viewer's voice to the camera when the viewer holds
+// the floor or can take it (silence packets of 3 bytes or less neither
+// take nor keep it).
+func (s *session) talkFrom(l *link, f media.Frame) {
+	now := time.Now()
+	s.mu.Lock()
+	voice := len(f.Data) > 3
+	if s.talker != nil && s.talker != l && now.Sub(s.talkLast) > s.e.cfg.TalkIdle {
+		s.talker = nil
+	}
+	if s.talker == nil && voice {
+		s.talker = l
+	}
+	if s.talker != l {
+		s.mu.Unlock()
+		return
+	}
+	if voice {
+		s.talkLast = now
+	}
+	m := s.master
+	s.mu.Unlock()
+	if m != nil && m.sendTalk(f) {
+		s.talk.Add(1)
+	}
+}
+
+func (s *session) stats() SessionStats {
+	st := SessionStats{
+		ChannelARN: s.arn, ChannelName: s.name, StreamARN: s.streamARN,
+		BytesIn: s.bytesIn.Load(), FramesIn: s.framesIn.Load(), AudioIn: s.audioIn.Load(), TalkPackets: s.talk.Load(),
+	}
+	s.mu.Lock()
+	st.MasterConnected = s.master != nil && s.master.isConnected()
+	st.Viewers = len(s.viewers)
+	for _, l := range s.viewers {
+		if l.isConnected() {
+			st.Connected++
+		}
+	}
+	if s.rec != nil {
+		st.Fragments, st.RecordedBytes, st.RecordErrors = s.rec.counts()
+	}
+	s.mu.Unlock()
+	return st
+}
