@@ -22,6 +22,10 @@ const (
 	// DefaultTalkIdle releases the talk-back floor after this long without
 	// a viewer's voice packet.
 	DefaultTalkIdle = time.Second
+	// DefaultViewerAlone is how long a viewer stays in a storage session
+	// without a connected camera: the limit the JoinStorageSessionAsViewer
+	// API reference states (3 minutes).
+	DefaultViewerAlone = 3 * time.Minute
 )
 
 // ErrClosed is returned after Close.
@@ -41,6 +45,8 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// TalkIdle: DefaultTalkIdle when 0.
 	TalkIdle time.Duration
+	// ViewerAlone: DefaultViewerAlone when 0.
+	ViewerAlone time.Duration
 	// QueueSamples bounds each viewer's send queue (0: the media default).
 	QueueSamples int
 	// Logger receives the sessions' logs; nil discards them.
@@ -69,6 +75,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.TalkIdle <= 0 {
 		cfg.TalkIdle = DefaultTalkIdle
+	}
+	if cfg.ViewerAlone <= 0 {
+		cfg.ViewerAlone = DefaultViewerAlone
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

@@ -3,12 +3,15 @@ package storage_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/kvsrtc/kvsrtc/emulator"
 	"github.com/kvsrtc/kvsrtc/kvsproto"
 	"github.com/kvsrtc/kvsrtc/kvstest"
+	"github.com/kvsrtc/kvsrtc/rtc"
+	"github.com/kvsrtc/kvsrtc/storage"
 )
 
 // TestStorageSessionForwards: the camera joins its storage session and
@@ -66,5 +69,100 @@ func TestStorageSessionForwards(t *testing.T) {
 	}
 	for i, v := range viewers {
 		waitFor(t, 15*time.Second, fmt.Sprintf("viewer %d decodes video after the camera re-joined", i), func() bool { return v.frames.Load() >= base[i]+20 })
+	}
+}
+
+// TestStorageSessionTalkBack: a viewer's voice reaches the camera through
+// the storage session, one talker at a time: a second talking viewer
+// waits while the first holds the floor.
+func TestStorageSessionTalkBack(t *testing.T) {
+	env := kvstest.New(t, kvstest.Options{Emulator: emulator.Config{Channels: []string{"cam"}, TURNDisabled: true, DisableQuotas: true}})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	arn, _ := linkStorage(ctx, t, env, "cam")
+	cam := dial(ctx, t, env, arn, kvsproto.RoleMaster, "")
+	go cam.run(ctx)
+	if err := join(ctx, t, env, arn, ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the camera connected", func() bool { return cam.conns.Load() == 1 })
+	var talkers []*participant
+	for i := range 2 {
+		id := fmt.Sprintf("talker-%d", i)
+		v := dial(ctx, t, env, arn, kvsproto.RoleViewer, id)
+		v.voice = opusTrack(t)
+		go v.run(ctx)
+		if err := join(ctx, t, env, arn, id); err != nil {
+			t.Fatal(err)
+		}
+		talkers = append(talkers, v)
+	}
+	waitFor(t, 15*time.Second, "the camera hears a viewer", func() bool { return cam.audioIn.Load() >= 50 })
+	// Two viewers talk at once; the camera hears one stream of packets
+	// (20 ms each), not two: at most ~50 per second plus slack.
+	a0, t0 := cam.audioIn.Load(), time.Now()
+	time.Sleep(2 * time.Second)
+	rate := float64(cam.audioIn.Load()-a0) / time.Since(t0).Seconds()
+	if rate > 70 {
+		t.Errorf("the camera gets %.0f voice packets/s from two talkers: more than one talker at a time", rate)
+	}
+	st := env.Storage.Stats()
+	if len(st.Sessions) != 1 || st.Sessions[0].TalkPackets == 0 {
+		t.Errorf("stats %+v: want talk-back packets counted", st)
+	}
+}
+
+// TestStorageSessionEnds: disabling the channel's media storage ends its
+// storage session: the camera's and the viewers' peer connections close.
+func TestStorageSessionEnds(t *testing.T) {
+	env := kvstest.New(t, kvstest.Options{Emulator: emulator.Config{Channels: []string{"cam"}, TURNDisabled: true, DisableQuotas: true}})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	arn, _ := linkStorage(ctx, t, env, "cam")
+	cam := dial(ctx, t, env, arn, kvsproto.RoleMaster, "")
+	go cam.run(ctx)
+	v := dial(ctx, t, env, arn, kvsproto.RoleViewer, "v1")
+	go v.run(ctx)
+	if err := join(ctx, t, env, arn, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := join(ctx, t, env, arn, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "the viewer decodes video", func() bool { return v.frames.Load() >= 5 })
+	unlinkStorage(ctx, t, env, arn)
+	waitFor(t, 20*time.Second, "both peer connections closed after storage was disabled", func() bool {
+		return cam.closed.Load() >= 1 && v.closed.Load() >= 1
+	})
+	if st := env.Storage.Stats(); len(st.Sessions) != 0 {
+		t.Errorf("stats %+v: want no session", st)
+	}
+	if err := join(ctx, t, env, arn, ""); err == nil || !strings.Contains(err.Error(), "InvalidArgumentException") {
+		t.Errorf("join after storage was disabled: %v, want InvalidArgumentException", err)
+	}
+}
+
+// TestStorageViewerAlone: a viewer without a camera in the session is let
+// go after Config.ViewerAlone (3 minutes at AWS; shortened here).
+func TestStorageViewerAlone(t *testing.T) {
+	engine, err := storage.New(storage.Config{RTC: rtc.Config{LoopbackOnly: true}, ViewerAlone: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := kvstest.New(t, kvstest.Options{Emulator: emulator.Config{Channels: []string{"cam"}, TURNDisabled: true, DisableQuotas: true, StorageMedia: engine}})
+	t.Cleanup(func() { _ = engine.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	arn, _ := linkStorage(ctx, t, env, "cam")
+	v := dial(ctx, t, env, arn, kvsproto.RoleViewer, "alone")
+	go v.run(ctx)
+	if err := join(ctx, t, env, arn, "alone"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the viewer connected", func() bool { return v.conns.Load() == 1 })
+	start := time.Now()
+	waitFor(t, 15*time.Second, "the lone viewer let go", func() bool { return v.closed.Load() >= 1 })
+	if d := time.Since(start); d < time.Second {
+		t.Errorf("let go after %v, before the 2 s limit", d)
 	}
 }

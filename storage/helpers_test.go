@@ -44,6 +44,29 @@ func linkStorage(ctx context.Context, t *testing.T, env *kvstest.Env, channel st
 	return channelARN, aws.ToString(st.StreamARN)
 }
 
+// unlinkStorage disables the channel's media storage.
+func unlinkStorage(ctx context.Context, t *testing.T, env *kvstest.Env, channelARN string) {
+	t.Helper()
+	kv := kinesisvideo.NewFromConfig(env.AWSConfig)
+	if _, err := kv.UpdateMediaStorageConfiguration(ctx, &kinesisvideo.UpdateMediaStorageConfigurationInput{
+		ChannelARN:                aws.String(channelARN),
+		MediaStorageConfiguration: &types.MediaStorageConfiguration{Status: types.MediaStorageConfigurationStatusDisabled},
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// opusTrack is a local Opus track for a viewer's talk-back.
+func opusTrack(t *testing.T) *webrtc.TrackLocalStaticSample {
+	t.Helper()
+	cap, _ := rtc.Capability(rtc.CodecOpus)
+	tr, err := webrtc.NewTrackLocalStaticSample(cap, "audio", "test-viewer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
 // join calls JoinStorageSession (clientID "") or JoinStorageSessionAsViewer
 // on the emulator, signed as the SDKs sign it.
 func join(ctx context.Context, t *testing.T, env *kvstest.Env, channelARN, clientID string) error {
@@ -87,7 +110,9 @@ type participant struct {
 	frames   atomic.Int64
 	audioIn  atomic.Int64
 	conns    atomic.Int64
+	closed   atomic.Int64 // peer connections that failed or closed
 	videoOut *webrtc.TrackLocalStaticSample
+	voice    *webrtc.TrackLocalStaticSample // a viewer's talk-back, when set
 }
 
 func dial(ctx context.Context, t *testing.T, env *kvstest.Env, channelARN string, role kvsproto.Role, clientID string) *participant {
@@ -118,21 +143,12 @@ func (p *participant) run(ctx context.Context) {
 	if p.role == kvsproto.RoleMaster {
 		cap, _ := rtc.Capability(rtc.CodecH264)
 		p.videoOut, _ = webrtc.NewTrackLocalStaticSample(cap, "video", "test-camera")
-		src, err := media.NewTestSource(rtc.CodecH264, media.SourceConfig{})
-		if err != nil {
-			p.t.Error(err)
+		if !p.feed(ctx, rtc.CodecH264, p.videoOut) {
 			return
 		}
-		go func() {
-			defer src.Close()
-			for ctx.Err() == nil {
-				s, err := src.ReadSample(ctx)
-				if err != nil {
-					return
-				}
-				_ = p.videoOut.WriteSample(s.Sample)
-			}
-		}()
+	}
+	if p.voice != nil && !p.feed(ctx, rtc.CodecOpus, p.voice) {
+		return
 	}
 	var peer *rtc.Peer
 	defer func() {
@@ -150,8 +166,11 @@ func (p *participant) run(ctx context.Context) {
 		case <-p.sig.Done():
 			return
 		case st := <-states:
-			if st == webrtc.PeerConnectionStateConnected {
+			switch st {
+			case webrtc.PeerConnectionStateConnected:
 				p.conns.Add(1)
+			case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
+				p.closed.Add(1)
 			}
 		case c := <-cands:
 			init := c.ToJSON()
@@ -174,8 +193,11 @@ func (p *participant) run(ctx context.Context) {
 					p.t.Errorf("%s: the storage session's offer: %v", p.role, err)
 					return
 				}
-				if p.videoOut != nil {
-					if _, err := peer.PC.AddTrack(p.videoOut); err != nil {
+				for _, tr := range []*webrtc.TrackLocalStaticSample{p.videoOut, p.voice} {
+					if tr == nil {
+						continue
+					}
+					if _, err := peer.PC.AddTrack(tr); err != nil {
 						p.t.Error(err)
 						return
 					}
@@ -194,6 +216,26 @@ func (p *participant) run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// feed writes the embedded test media of codec to tr until ctx ends.
+func (p *participant) feed(ctx context.Context, codec rtc.Codec, tr *webrtc.TrackLocalStaticSample) bool {
+	src, err := media.NewTestSource(codec, media.SourceConfig{})
+	if err != nil {
+		p.t.Error(err)
+		return false
+	}
+	go func() {
+		defer src.Close()
+		for ctx.Err() == nil {
+			s, err := src.ReadSample(ctx)
+			if err != nil {
+				return
+			}
+			_ = tr.WriteSample(s.Sample)
+		}
+	}()
+	return true
 }
 
 type countSink struct{ n *atomic.Int64 }

@@ -127,10 +127,22 @@ func (l *link) run() {
 	l.log.Info("storage session: offer sent")
 	timeout := time.NewTimer(l.s.e.cfg.ConnectTimeout)
 	defer timeout.Stop()
+	alone := l.s.e.cfg.ViewerAlone
+	check := time.NewTicker(min(5*time.Second, alone/4))
+	defer check.Stop()
+	var aloneSince time.Time
 	for {
 		select {
 		case <-l.ctx.Done():
 			return
+		case now := <-check.C:
+			if l.role == kvsproto.RoleMaster || l.s.cameraConnected() {
+				aloneSince = time.Time{}
+			} else if aloneSince.IsZero() {
+				aloneSince = now
+			} else if now.Sub(aloneSince) >= alone {
+				l.close(fmt.Sprintf("no camera in the storage session for %v (the service's limit for a viewer without a master)", alone))
+			}
 		case <-timeout.C:
 			l.close(fmt.Sprintf("not connected %v after the offer", l.s.e.cfg.ConnectTimeout))
 		case msg := <-l.inbox:

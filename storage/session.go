@@ -138,6 +138,14 @@ func (s *session) end(reason string) {
 	s.log.Info("storage session ended", "reason", reason)
 }
 
+// cameraConnected reports whether the camera's link is connected.
+func (s *session) cameraConnected() bool {
+	s.mu.Lock()
+	m := s.master
+	s.mu.Unlock()
+	return m != nil && m.isConnected()
+}
+
 // requestKeyframe asks the camera for a keyframe (a viewer joined and the
 // cached GOP cannot start it).
 func (s *session) requestKeyframe() {
