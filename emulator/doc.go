@@ -5,8 +5,9 @@
 // (ConnectAsMaster / ConnectAsViewer with presigned URLs), the Kinesis video
 // stream control plane and media storage configuration with the WebRTC
 // Storage API (JoinStorageSession, JoinStorageSessionAsViewer; the storage
-// session's media is not emulated yet, see Server.StorageSessions), all on
-// one listener, plus an admin API under /_kvsrtc/ for fault injection.
+// session's media runs in Config.StorageMedia, which package storage
+// implements), all on one listener, plus an admin API under /_kvsrtc/ for
+// fault injection.
 //
 // It is meant to be used like net/http/httptest in other programs' tests,
 // and by the "kvsrtc local" command:

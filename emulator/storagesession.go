@@ -32,7 +32,7 @@ const (
 )
 
 // StorageSession is what the emulator recorded of one channel's storage
-// session: who asked to join and when. No media flows yet.
+// session: who asked to join and when (the media is Config.StorageMedia's).
 type StorageSession struct {
 	ChannelARN string
 	// StreamARN is the stream the session records into (the channel's
