@@ -166,3 +166,55 @@ func TestStorageViewerAlone(t *testing.T) {
 		t.Errorf("let go after %v, before the 2 s limit", d)
 	}
 }
+
+// TestStorageTwentyViewers: 20 viewers in one storage session (the
+// emulator's limit raised from the service's 3; each viewer also holds a
+// signaling connection, so the channel's limit of 10 is raised too) while
+// the camera uploads
+// one stream: every viewer decodes video, and the camera has one peer
+// connection, whose video rate is that of one stream.
+func TestStorageTwentyViewers(t *testing.T) {
+	const n = 20
+	env := kvstest.New(t, kvstest.Options{Emulator: emulator.Config{Channels: []string{"cam"}, TURNDisabled: true, DisableQuotas: true, StorageMaxViewers: n, MaxViewers: n}})
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	arn, _ := linkStorage(ctx, t, env, "cam")
+	cam := dial(ctx, t, env, arn, kvsproto.RoleMaster, "")
+	go cam.run(ctx)
+	if err := join(ctx, t, env, arn, ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the camera connected", func() bool { return cam.conns.Load() == 1 })
+	// One stream's rate, before any viewer.
+	rate := func() float64 {
+		b0, t0 := env.Storage.Stats().Sessions[0].BytesIn, time.Now()
+		time.Sleep(2 * time.Second)
+		return float64(env.Storage.Stats().Sessions[0].BytesIn-b0) * 8 / time.Since(t0).Seconds() / 1e6
+	}
+	alone := rate()
+	start := time.Now()
+	viewers := make([]*participant, n)
+	for i := range viewers {
+		id := fmt.Sprintf("v%02d", i)
+		viewers[i] = dial(ctx, t, env, arn, kvsproto.RoleViewer, id)
+		go viewers[i].run(ctx)
+		if err := join(ctx, t, env, arn, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, v := range viewers {
+		waitFor(t, 60*time.Second, fmt.Sprintf("viewer %d decodes video", i), func() bool { return v.frames.Load() >= 10 })
+	}
+	t.Logf("%d viewers decoding after %v", n, time.Since(start).Round(time.Millisecond))
+	with := rate()
+	t.Logf("camera uplink (video payload): %.2f Mbit/s alone, %.2f Mbit/s with %d viewers", alone, with, n)
+	if cam.conns.Load() != 1 || cam.offers.Load() != 1 {
+		t.Errorf("the camera has %d connections after %d offers, want 1 and 1", cam.conns.Load(), cam.offers.Load())
+	}
+	if with > 2*alone+0.5 {
+		t.Errorf("the camera's uplink grew from %.2f to %.2f Mbit/s with %d viewers: more than one stream", alone, with, n)
+	}
+	if st := env.Storage.Stats().Sessions[0]; st.Connected != n {
+		t.Errorf("stats %+v: want %d viewers connected", st, n)
+	}
+}
