@@ -64,9 +64,9 @@ type Config struct {
 	// DataDir when it is set) instead of http and ws.
 	TLS bool
 	// DataDir, when set, persists channels, streams and media storage
-	// configurations (channels.json) and the TLS
-	// certificate (cert.pem, key.pem) there; otherwise all state is in
-	// memory. A Server holds the directory locked (LockFileName) until
+	// configurations (channels.json), the streams' recorded fragments
+	// (archive/, see AppendFragment) and the TLS certificate (cert.pem,
+	// key.pem) there; otherwise all state is in memory. A Server holds the directory locked (LockFileName) until
 	// Close: Start fails with ErrDataDirInUse while another holds it.
 	DataDir string
 	// Channels are channel names created at start if they do not exist.

@@ -61,6 +61,10 @@ var operations = map[string]operation{
 	kvsproto.PathUpdateMediaStorageConfiguration:   {"UpdateMediaStorageConfiguration", apiControl, (*Server).opUpdateMediaStorage},
 	kvsproto.PathJoinStorageSession:                {"JoinStorageSession", apiStorage, (*Server).opJoinStorageSession},
 	kvsproto.PathJoinStorageSessionAsViewer:        {"JoinStorageSessionAsViewer", apiStorage, (*Server).opJoinStorageSessionAsViewer},
+	kvsproto.PathGetDataEndpoint:                   {"GetDataEndpoint", apiControl, (*Server).opGetDataEndpoint},
+	kvsproto.PathGetClip:                           {"GetClip", apiControl, (*Server).opGetClip},
+	kvsproto.PathGetHLSStreamingSessionURL:         {"GetHLSStreamingSessionURL", apiControl, (*Server).opGetHLSURL},
+	kvsproto.PathListFragments:                     {"ListFragments", apiControl, (*Server).opListFragments},
 	kvsproto.PathGetIceServerConfig:                {"GetIceServerConfig", apiSignaling, (*Server).opGetIceServerConfig},
 	kvsproto.PathSendAlexaOfferToMaster:            {"SendAlexaOfferToMaster", apiSignaling, (*Server).opSendAlexaOffer},
 }
@@ -100,6 +104,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveWS(w, r, reqID)
 		return
 	}
+	if strings.HasPrefix(p, kvsproto.PathHLSPrefix) {
+		// The session token authorizes these; they are not signed.
+		s.serveHLS(w, r, reqID)
+		return
+	}
 	if isSTS(r) {
 		s.serveSTS(w, r, reqID)
 		return
@@ -134,6 +143,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Debug("request", "operation", op.name, "remote", r.RemoteAddr, "request_id", reqID)
+	if raw, ok := out.(rawResponse); ok {
+		raw.writeResponse(w)
+		return
+	}
 	writeJSON(w, out)
 }
 

@@ -35,6 +35,7 @@ type Server struct {
 	hub      *hub.Hub
 	store    *store
 	sessions *storageSessions
+	archive  *archives
 	turn     *turnServer
 	tls      *tlsMaterial
 	verifier *sigv4.Verifier
@@ -138,6 +139,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
+	s.archive = newArchives(cfg.DataDir, s.log.With("component", "archive"))
+	s.removeStaleArchives()
 	s.sessions = newStorageSessions(s.log.With("component", "storage"), cfg.StorageMaxViewers, cfg.StorageMedia)
 	s.hub = hub.New(hub.Config{
 		Intercept:     s.interceptStorage,

@@ -7,8 +7,8 @@ import (
 	"github.com/kvsrtc/kvsrtc/kvsproto"
 )
 
-// stream is one Kinesis video stream (its control-plane record only: no
-// media is stored yet). Values handed out of the store are copies.
+// stream is one Kinesis video stream's control-plane record (its media is
+// in the archive, archive.go). Values handed out of the store are copies.
 type stream struct {
 	Name           string            `json:"name"`
 	ARN            string            `json:"arn"`

@@ -11,8 +11,8 @@ import (
 
 // Kinesis video stream control plane (kinesisvideo 2017-09-30) and the
 // media storage configuration of a channel: what WebRTC ingestion needs.
-// Streams hold no media yet (docs/EMULATOR.md, "Streams and WebRTC
-// ingestion").
+// A stream's recorded media is its archive (archive.go; docs/EMULATOR.md,
+// "The stream archive and the archived-media API").
 
 // maxRetentionHours is the service's upper bound of DataRetentionInHours
 // (87,600 hours, ten years; the model states only the minimum, 0).
@@ -223,6 +223,7 @@ func (s *Server) opDeleteStream(r *http.Request, body []byte) (any, *apiError) {
 		return nil, e
 	}
 	ended := s.sessions.endForStream(st.ARN)
+	s.archive.drop(st.ARN)
 	s.log.Info("stream deleted", "stream", st.Name, "arn", st.ARN, "storage_sessions_ended", ended)
 	return struct{}{}, nil
 }
