@@ -75,28 +75,35 @@ func join(ctx context.Context, t *testing.T, env *kvstest.Env, channelARN, clien
 	if clientID != "" {
 		path, body["clientId"] = "/joinStorageSessionAsViewer", clientID
 	}
+	_, err := post(ctx, env, path, body)
+	return err
+}
+
+// post sends a SigV4-signed REST-JSON POST to the emulator and returns the
+// body of a 200 answer.
+func post(ctx context.Context, env *kvstest.Env, path string, body any) ([]byte, error) {
 	raw, _ := json.Marshal(body)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, env.Server.URL()+path, bytes.NewReader(raw))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	sum := sha256.Sum256(raw)
 	c := env.Server.Credentials()
 	creds := aws.Credentials{AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey, SessionToken: c.SessionToken}
 	if err := v4.NewSigner().SignHTTP(ctx, creds, req, hex.EncodeToString(sum[:]), "kinesisvideo", env.Server.Region(), time.Now()); err != nil {
-		return err
+		return nil, err
 	}
 	resp, err := env.HTTPClient.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: HTTP %d %s: %s", path, resp.StatusCode, resp.Header.Get("x-amzn-ErrorType"), out)
+		return nil, fmt.Errorf("%s: HTTP %d %s: %s", path, resp.StatusCode, resp.Header.Get("x-amzn-ErrorType"), out)
 	}
-	return nil
+	return out, nil
 }
 
 // participant is a test client of a storage session: it connects to
@@ -150,12 +157,19 @@ func (p *participant) run(ctx context.Context) {
 	if p.voice != nil && !p.feed(ctx, rtc.CodecOpus, p.voice) {
 		return
 	}
-	var peer *rtc.Peer
+	var peer, prev *rtc.Peer // prev: the peer a new offer replaces, closed once the new one connects
 	defer func() {
-		if peer != nil {
-			_ = peer.Close()
+		for _, pr := range []*rtc.Peer{peer, prev} {
+			if pr != nil {
+				_ = pr.Close()
+			}
 		}
 	}()
+	// The test pattern has a keyframe every second and does not answer
+	// PLIs (a real camera does): the replaced peer goes on for a GOP
+	// after the new one connects, as a camera keeps the old connection
+	// until the new one carries video.
+	var retire <-chan time.Time
 	var cands <-chan *webrtc.ICECandidate
 	var tracks <-chan rtc.Track
 	var states <-chan webrtc.PeerConnectionState
@@ -165,10 +179,18 @@ func (p *participant) run(ctx context.Context) {
 			return
 		case <-p.sig.Done():
 			return
+		case <-retire:
+			if prev != nil {
+				_ = prev.Close()
+				prev = nil
+			}
 		case st := <-states:
 			switch st {
 			case webrtc.PeerConnectionStateConnected:
 				p.conns.Add(1)
+				if prev != nil {
+					retire = time.After(1500 * time.Millisecond)
+				}
 			case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
 				p.closed.Add(1)
 			}
@@ -181,9 +203,10 @@ func (p *participant) run(ctx context.Context) {
 			switch {
 			case ev.Type == kvsproto.MessageSDPOffer && ev.SenderClientID == "":
 				p.offers.Add(1)
-				if peer != nil {
-					_ = peer.Close()
+				if prev != nil {
+					_ = prev.Close()
 				}
+				prev = peer
 				if peer, err = rtc.NewPeer(api, webrtc.Configuration{}); err != nil {
 					p.t.Error(err)
 					return

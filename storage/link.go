@@ -296,12 +296,19 @@ func (l *link) subscribe() {
 // onTrack reads a remote track: the camera's video and audio feed the
 // session; a viewer's audio is talk-back.
 func (l *link) onTrack(peer *rtc.Peer, tr rtc.Track) {
-	var sink media.Sink = l.s
+	var sink media.Sink = cameraSink{l}
 	cfg := media.ReceiverConfig{Logger: l.log}
 	if l.role == kvsproto.RoleMaster {
 		if tr.Remote.Kind() == webrtc.RTPCodecTypeVideo {
 			l.videoSSRC.Store(uint32(tr.Remote.SSRC()))
 			cfg.RequestKeyframe = l.requestKeyframe
+			if l.s.feedingOther(l) {
+				l.requestKeyframe() // take over soon: the camera sends keyframes when asked
+			}
+		} else {
+			l.s.mu.Lock()
+			l.s.camAudio = true
+			l.s.mu.Unlock()
 		}
 	} else {
 		if tr.Remote.Kind() != webrtc.RTPCodecTypeAudio {

@@ -26,13 +26,15 @@ type session struct {
 
 	mu       sync.Mutex
 	ended    bool
-	master   *link
+	master   *link // the camera's newest link
+	feeding  *link // the camera link whose media is used (the newest once it sends a keyframe)
 	viewers  map[string]*link
 	record   func(emulator.ArchiveFragment) error
 	rec      *recorder
 	talker   *link
 	talkLast time.Time
 	needKey  bool // video waits for a keyframe (new camera stream)
+	camAudio bool // the camera sends audio
 	lastSSRC uint32
 	lastDur  time.Duration
 	aDur     time.Duration
@@ -63,7 +65,16 @@ func (s *session) join(p emulator.StorageParticipant) {
 	var old *link
 	l := newLink(s, p)
 	if p.Role == kvsproto.RoleMaster {
+		// Make before break: the camera's earlier link goes on feeding
+		// the viewers and the recording until the new one delivers a
+		// keyframe (or ends), so a re-join leaves no gap.
 		old, s.master = s.master, l
+		if old != nil && old != s.feeding {
+			s.mu.Unlock()
+			old.close("replaced by a new join")
+			s.mu.Lock()
+		}
+		old = nil
 		if p.Record != nil {
 			s.record = p.Record
 		}
@@ -99,6 +110,9 @@ func (s *session) gone(l *link) {
 	if l.role == kvsproto.RoleMaster {
 		if s.master == l {
 			s.master = nil
+		}
+		if s.feeding == l {
+			s.feeding = nil
 			s.needKey = true
 		}
 	} else if s.viewers[l.clientID] == l {
@@ -118,9 +132,12 @@ func (s *session) end(reason string) {
 		return
 	}
 	s.ended = true
-	links := make([]*link, 0, len(s.viewers)+1)
+	links := make([]*link, 0, len(s.viewers)+2)
 	if s.master != nil {
 		links = append(links, s.master)
+	}
+	if s.feeding != nil && s.feeding != s.master {
+		links = append(links, s.feeding)
 	}
 	for _, l := range s.viewers {
 		links = append(links, l)
@@ -138,28 +155,66 @@ func (s *session) end(reason string) {
 	s.log.Info("storage session ended", "reason", reason)
 }
 
-// cameraConnected reports whether the camera's link is connected.
+// feedingOther reports whether another camera link feeds the session.
+func (s *session) feedingOther(l *link) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.feeding != nil && s.feeding != l
+}
+
+// cameraConnected reports whether a camera link is connected.
 func (s *session) cameraConnected() bool {
 	s.mu.Lock()
-	m := s.master
+	m, f := s.master, s.feeding
 	s.mu.Unlock()
-	return m != nil && m.isConnected()
+	return (m != nil && m.isConnected()) || (f != nil && f.isConnected())
 }
 
 // requestKeyframe asks the camera for a keyframe (a viewer joined and the
-// cached GOP cannot start it).
+// cached GOP cannot start it), on its feeding link and on a newer one
+// (which takes over at its first keyframe).
 func (s *session) requestKeyframe() {
 	s.mu.Lock()
-	m := s.master
+	m, f := s.master, s.feeding
 	s.mu.Unlock()
-	if m != nil {
+	if f != nil {
+		f.requestKeyframe()
+	}
+	if m != nil && m != f {
 		m.requestKeyframe()
 	}
 }
 
-// WriteFrame takes the camera's frames: forwarded to every viewer and
-// recorded. It is the media.Sink of the master link's receivers.
-func (s *session) WriteFrame(f media.Frame) error {
+// cameraSink is the media.Sink of a camera link's receivers.
+type cameraSink struct{ l *link }
+
+func (c cameraSink) WriteFrame(f media.Frame) error { return c.l.s.fromCamera(c.l, f) }
+
+// fromCamera takes a camera link's frame: only the feeding link's are
+// used. The newest link takes over at its first video keyframe, and the
+// link it replaces is closed then.
+func (s *session) fromCamera(l *link, f media.Frame) error {
+	s.mu.Lock()
+	if l != s.feeding {
+		if l != s.master || f.Codec != rtc.CodecH264 || !f.Keyframe {
+			s.mu.Unlock()
+			return nil
+		}
+		old := s.feeding
+		s.feeding = l
+		s.mu.Unlock()
+		if old != nil {
+			s.log.Info("storage session: the camera's new link takes over")
+			old.close("replaced by a new join")
+		}
+	} else {
+		s.mu.Unlock()
+	}
+	return s.writeFrame(f)
+}
+
+// writeFrame forwards the camera's frame to every viewer and records it.
+func (s *session) writeFrame(f media.Frame) error {
 	if f.Codec == rtc.CodecOpus {
 		s.audioIn.Add(uint64(len(f.Data)))
 		s.mu.Lock()
@@ -167,11 +222,12 @@ func (s *session) WriteFrame(f media.Frame) error {
 			s.aDur = f.Duration
 		}
 		d := max(s.aDur, 20*time.Millisecond)
+		s.camAudio = true
 		rec := s.recorderLocked()
 		s.mu.Unlock()
 		s.audio.Publish(media.FrameSample(f, d))
 		if rec != nil {
-			rec.write(f)
+			rec.write(f, true)
 		}
 		return nil
 	}
@@ -196,11 +252,11 @@ func (s *session) WriteFrame(f media.Frame) error {
 	if d <= 0 {
 		d = defaultFrameDuration
 	}
-	rec := s.recorderLocked()
+	rec, audio := s.recorderLocked(), s.camAudio
 	s.mu.Unlock()
 	s.video.Publish(media.FrameSample(f, d))
 	if rec != nil {
-		rec.write(f)
+		rec.write(f, audio)
 	}
 	return nil
 }
@@ -246,16 +302,17 @@ func (s *session) stats() SessionStats {
 		BytesIn: s.bytesIn.Load(), FramesIn: s.framesIn.Load(), AudioIn: s.audioIn.Load(), TalkPackets: s.talk.Load(),
 	}
 	s.mu.Lock()
-	st.MasterConnected = s.master != nil && s.master.isConnected()
+	st.MasterConnected = (s.master != nil && s.master.isConnected()) || (s.feeding != nil && s.feeding.isConnected())
 	st.Viewers = len(s.viewers)
 	for _, l := range s.viewers {
 		if l.isConnected() {
 			st.Connected++
 		}
 	}
-	if s.rec != nil {
-		st.Fragments, st.RecordedBytes, st.RecordErrors = s.rec.counts()
-	}
+	rec := s.rec
 	s.mu.Unlock()
+	if rec != nil {
+		st.Fragments, st.RecordedBytes, st.RecordErrors = rec.counts()
+	}
 	return st
 }

@@ -1,0 +1,113 @@
+package storage_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kvsrtc/kvsrtc/emulator"
+	"github.com/kvsrtc/kvsrtc/kvsproto"
+	"github.com/kvsrtc/kvsrtc/kvstest"
+)
+
+// TestStorageSessionRecords: what the camera sends through its storage
+// session is recorded into the linked stream, one fragment per GOP, with
+// no gap when the camera joins again (a new peer connection, as after a
+// signaling reconnect: the camera keeps its old one until the new one is
+// up, and the session switches at the new one's first keyframe); GetClip returns an MP4 that ffprobe reads with the
+// recorded duration.
+func TestStorageSessionRecords(t *testing.T) {
+	ffprobe, err := exec.LookPath("ffprobe")
+	if err != nil {
+		t.Fatal("ffprobe is needed (apt-get install ffmpeg; scripts/test.sh installs it)")
+	}
+	env := kvstest.New(t, kvstest.Options{Emulator: emulator.Config{Channels: []string{"cam"}, TURNDisabled: true, DisableQuotas: true}})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	arn, streamARN := linkStorage(ctx, t, env, "cam")
+	cam := dial(ctx, t, env, arn, kvsproto.RoleMaster, "")
+	go cam.run(ctx)
+	start := time.Now()
+	if err := join(ctx, t, env, arn, ""); err != nil {
+		t.Fatal(err)
+	}
+	fragments := func() []kvsproto.Fragment {
+		out, err := post(ctx, env, kvsproto.PathListFragments, kvsproto.ListFragmentsInput{StreamARN: streamARN})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lf kvsproto.ListFragmentsOutput
+		if err := json.Unmarshal(out, &lf); err != nil {
+			t.Fatal(err)
+		}
+		return lf.Fragments
+	}
+	waitFor(t, 20*time.Second, "two fragments recorded", func() bool { return len(fragments()) >= 2 })
+	// The camera joins again: a new offer and a new peer connection.
+	if err := join(ctx, t, env, arn, ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the camera's second peer connection", func() bool { return cam.conns.Load() >= 2 })
+	n := len(fragments())
+	waitFor(t, 20*time.Second, "fragments recorded after the re-join", func() bool { return len(fragments()) >= n+3 })
+	// End the session so that the last fragment is written.
+	unlinkStorage(ctx, t, env, arn)
+	waitFor(t, 10*time.Second, "the session ended", func() bool { return len(env.Storage.Stats().Sessions) == 0 })
+	wall := time.Since(start)
+
+	frs := fragments()
+	var total time.Duration
+	for i, f := range frs {
+		d := time.Duration(f.FragmentLengthInMilliseconds) * time.Millisecond
+		total += d
+		if i == 0 {
+			continue
+		}
+		prev := frs[i-1]
+		gap := f.ProducerTimestamp.Sub(prev.ProducerTimestamp.Add(time.Duration(prev.FragmentLengthInMilliseconds) * time.Millisecond))
+		if gap > 300*time.Millisecond || gap < -300*time.Millisecond {
+			t.Errorf("fragment %s starts %v after the end of %s: a gap in the recording", f.FragmentNumber, gap, prev.FragmentNumber)
+		}
+	}
+	t.Logf("%d fragments, %v recorded in %v wall time", len(frs), total, wall.Round(time.Millisecond))
+
+	first, last := frs[0], frs[len(frs)-1]
+	body, err := post(ctx, env, kvsproto.PathGetClip, kvsproto.GetClipInput{StreamARN: streamARN, ClipFragmentSelector: &kvsproto.FragmentSelector{
+		FragmentSelectorType: "PRODUCER_TIMESTAMP",
+		TimestampRange: &kvsproto.TimestampRange{
+			StartTimestamp: &kvsproto.Timestamp{Time: first.ProducerTimestamp.Add(-time.Second)},
+			EndTimestamp:   &kvsproto.Timestamp{Time: last.ProducerTimestamp.Add(time.Second)},
+		},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clip := filepath.Join(t.TempDir(), "clip.mp4")
+	if err := os.WriteFile(clip, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(ffprobe, "-v", "error", "-show_entries", "format=duration:stream=codec_name,width,height",
+		"-of", "default=noprint_wrappers=1", clip).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ffprobe: %v\n%s", err, out)
+	}
+	t.Logf("ffprobe: %s", strings.ReplaceAll(strings.TrimSpace(string(out)), "\n", ", "))
+	var dur float64
+	for _, line := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(line, "duration="); ok {
+			dur, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	if !strings.Contains(string(out), "codec_name=h264") || !strings.Contains(string(out), "width=640") {
+		t.Errorf("the clip is not the camera's 640x360 H.264: %s", out)
+	}
+	if d := time.Duration(dur * float64(time.Second)); d < total-time.Second || d > total+time.Second {
+		t.Errorf("the clip lasts %v, the fragments %v", d, total)
+	}
+}
