@@ -86,7 +86,6 @@ func TestStorageSessionTalkBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "the camera connected", func() bool { return cam.conns.Load() == 1 })
-	var talkers []*participant
 	for i := range 2 {
 		id := fmt.Sprintf("talker-%d", i)
 		v := dial(ctx, t, env, arn, kvsproto.RoleViewer, id)
@@ -95,7 +94,6 @@ func TestStorageSessionTalkBack(t *testing.T) {
 		if err := join(ctx, t, env, arn, id); err != nil {
 			t.Fatal(err)
 		}
-		talkers = append(talkers, v)
 	}
 	waitFor(t, 15*time.Second, "the camera hears a viewer", func() bool { return cam.audioIn.Load() >= 50 })
 	// Two viewers talk at once; the camera hears one stream of packets
