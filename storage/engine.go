@@ -49,6 +49,9 @@ type Config struct {
 	ViewerAlone time.Duration
 	// QueueSamples bounds each viewer's send queue (0: the media default).
 	QueueSamples int
+	// DisableRecording forwards without recording into the stream (the
+	// service always records; benchmarks measure what recording costs).
+	DisableRecording bool
 	// Logger receives the sessions' logs; nil discards them.
 	Logger *slog.Logger
 }

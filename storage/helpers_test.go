@@ -27,7 +27,7 @@ import (
 )
 
 // linkStorage creates a stream with retention and links channel to it.
-func linkStorage(ctx context.Context, t *testing.T, env *kvstest.Env, channel string) (channelARN, streamARN string) {
+func linkStorage(ctx context.Context, t testing.TB, env *kvstest.Env, channel string) (channelARN, streamARN string) {
 	t.Helper()
 	kv := kinesisvideo.NewFromConfig(env.AWSConfig)
 	channelARN = env.ChannelARN(t, channel)
@@ -45,7 +45,7 @@ func linkStorage(ctx context.Context, t *testing.T, env *kvstest.Env, channel st
 }
 
 // unlinkStorage disables the channel's media storage.
-func unlinkStorage(ctx context.Context, t *testing.T, env *kvstest.Env, channelARN string) {
+func unlinkStorage(ctx context.Context, t testing.TB, env *kvstest.Env, channelARN string) {
 	t.Helper()
 	kv := kinesisvideo.NewFromConfig(env.AWSConfig)
 	if _, err := kv.UpdateMediaStorageConfiguration(ctx, &kinesisvideo.UpdateMediaStorageConfigurationInput{
@@ -69,7 +69,7 @@ func opusTrack(t *testing.T) *webrtc.TrackLocalStaticSample {
 
 // join calls JoinStorageSession (clientID "") or JoinStorageSessionAsViewer
 // on the emulator, signed as the SDKs sign it.
-func join(ctx context.Context, t *testing.T, env *kvstest.Env, channelARN, clientID string) error {
+func join(ctx context.Context, t testing.TB, env *kvstest.Env, channelARN, clientID string) error {
 	t.Helper()
 	path, body := "/joinStorageSession", map[string]string{"channelArn": channelARN}
 	if clientID != "" {
@@ -110,7 +110,7 @@ func post(ctx context.Context, env *kvstest.Env, path string, body any) ([]byte,
 // signaling and answers every offer that comes without senderClientId.
 // A master sends the test pattern; a viewer counts the frames it decodes.
 type participant struct {
-	t        *testing.T
+	t        testing.TB
 	sig      *signaling.Client
 	role     kvsproto.Role
 	offers   atomic.Int64
@@ -122,7 +122,7 @@ type participant struct {
 	voice    *webrtc.TrackLocalStaticSample // a viewer's talk-back, when set
 }
 
-func dial(ctx context.Context, t *testing.T, env *kvstest.Env, channelARN string, role kvsproto.Role, clientID string) *participant {
+func dial(ctx context.Context, t testing.TB, env *kvstest.Env, channelARN string, role kvsproto.Role, clientID string) *participant {
 	t.Helper()
 	ep, err := env.Control.Endpoints(ctx, channelARN, role)
 	if err != nil {
@@ -280,7 +280,7 @@ func (p *participant) onTrack(ctx context.Context, peer *rtc.Peer, tr rtc.Track)
 }
 
 // waitFor polls cond for at most d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {

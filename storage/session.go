@@ -263,7 +263,7 @@ func (s *session) writeFrame(f media.Frame) error {
 
 // recorderLocked returns the session's recorder, starting it.
 func (s *session) recorderLocked() *recorder {
-	if s.rec == nil && s.record != nil && !s.ended {
+	if s.rec == nil && s.record != nil && !s.ended && !s.e.cfg.DisableRecording {
 		s.rec = newRecorder(s, s.record)
 	}
 	return s.rec
