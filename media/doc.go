@@ -38,7 +38,8 @@
 //     frames to [Sink]s.
 //   - Sinks: [MatroskaWriter] (.mkv with H.264 or VP8, .webm with VP8, each
 //     optionally with Opus), [AnnexBWriter] (raw H.264 for `| ffplay -`),
-//     [IVFWriter] (raw VP8) and [Stats].
+//     [IVFWriter] (raw VP8), [FMP4Writer] (fragmented MP4, one fragment per
+//     GOP: the emulated stream archive of WebRTC ingestion) and [Stats].
 //
 // For example, recording a video track:
 //
