@@ -168,6 +168,7 @@ func TestLocalBadFlags(t *testing.T) {
 		{"--log-level", "loud"},
 		{"--access-key-id", ""},
 		{"--max-duration", "1m", "--goaway-grace", "2m"},
+		{"--storage-max-viewers", "0"},
 		{"stray"},
 	} {
 		var out, errb testutil.Buffer
