@@ -183,10 +183,11 @@ func TestStorageTwentyViewers(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "the camera connected", func() bool { return cam.conns.Load() == 1 })
+	waitFor(t, 10*time.Second, "the camera's video flows", func() bool { return env.Storage.Stats().Sessions[0].FramesIn >= 30 })
 	// One stream's rate, before any viewer.
 	rate := func() float64 {
 		b0, t0 := env.Storage.Stats().Sessions[0].BytesIn, time.Now()
-		time.Sleep(2 * time.Second)
+		time.Sleep(3 * time.Second)
 		return float64(env.Storage.Stats().Sessions[0].BytesIn-b0) * 8 / time.Since(t0).Seconds() / 1e6
 	}
 	alone := rate()
