@@ -60,6 +60,23 @@ const (
 	ServiceError Cause = "service-unavailable"
 )
 
+// Causes of the storage path (WebRTC ingestion and Multiviewer: a viewer
+// that joins the channel's storage session instead of asking the master).
+const (
+	// StorageNotConfigured: the channel has no media storage
+	// configuration, so it has no storage session to join.
+	StorageNotConfigured Cause = "storage-not-configured"
+	// StreamMissing: the stream the channel stores its media in does not
+	// exist (it was deleted).
+	StreamMissing Cause = "stream-missing"
+	// StorageFull: the storage session has its maximum number of viewers.
+	StorageFull Cause = "storage-full"
+	// NoStorageOffer: the storage session sent no SDP offer within the
+	// answer timeout (the session is not ready: the camera has not joined
+	// it yet, or the join was lost).
+	NoStorageOffer Cause = "no-storage-offer"
+)
+
 // info is everything kvsrtc says about a cause.
 type info struct {
 	// advice is what the user can do about it.
@@ -125,6 +142,18 @@ var table = map[Cause]info{
 	},
 	Unreachable: {
 		advice: "the service endpoint could not be reached: is `kvsrtc local` running, and does AWS_ENDPOINT_URL_KINESIS_VIDEO (--endpoint-url) point at it? For TLS failures set AWS_CA_BUNDLE to the CA that signed the server's certificate; otherwise check the network, proxy and DNS",
+	},
+	StorageNotConfigured: {
+		advice: "the channel is not configured for media storage (WebRTC ingestion): link it to a stream with `aws kinesisvideo update-media-storage-configuration --channel-arn ARN --media-storage-configuration Status=ENABLED,StreamARN=STREAM_ARN`, or view without --storage",
+	},
+	StreamMissing: {
+		advice: "the stream the channel records into was deleted: create a stream with data retention and link it again with update-media-storage-configuration",
+	},
+	StorageFull: {
+		advice: "the channel's storage session already has its maximum number of viewers: close another viewer (its slot is freed a minute after it leaves) or view directly, without --storage",
+	},
+	NoStorageOffer: {
+		advice: "the storage session sent no offer in time: check that the camera (master) is connected and has joined the storage session (kvsrtc master --ingest), or raise --answer-timeout",
 	},
 	ServiceError: {
 		advice: "the service answered with an error kvsrtc cannot attribute (HTTP 5xx or an unknown error code): retry in a moment; if it persists, check the AWS Health Dashboard or the emulator's log",

@@ -33,6 +33,9 @@ var (
 	ErrICEFailed = errors.New("viewer: ICE connection failed and the ICE restart did not recover it")
 	// ErrNoRelay: a relay-only attempt got no TURN relay candidate.
 	ErrNoRelay = errors.New("viewer: no TURN relay candidate")
+	// ErrNoStorageOffer: the storage session sent no SDP offer before the
+	// answer timeout after JoinStorageSessionAsViewer.
+	ErrNoStorageOffer = errors.New("viewer: no SDP offer from the storage session before the timeout")
 )
 
 // StatusError is a STATUS_RESPONSE the service sent for a viewer's offer:
@@ -102,6 +105,8 @@ func Classify(err error) (c Cause, fatal bool) {
 		return ICEExpired, false
 	case errors.Is(err, ErrAnswerTimeout):
 		return NoAnswer, false
+	case errors.Is(err, ErrNoStorageOffer):
+		return NoStorageOffer, false
 	case errors.Is(err, ErrNoMedia):
 		return NoMedia, false
 	case errors.Is(err, ErrClientIDTakenOver), TakenOver(err):
@@ -113,6 +118,17 @@ func Classify(err error) (c Cause, fatal bool) {
 		return BadOffer, true
 
 	// The service's answers.
+	// The storage path's answers (before the generic ones: the service
+	// reuses their codes).
+	case errors.Is(err, control.ErrStorageNotConfigured):
+		return StorageNotConfigured, true
+	case errors.Is(err, control.ErrStreamNotFound):
+		return StreamMissing, true
+	case errors.Is(err, control.ErrStorageViewerLimit):
+		return StorageFull, true
+	case errors.Is(err, control.ErrJoinerNotConnected):
+		return SignalingLost, false
+
 	case errors.Is(err, control.ErrClockSkew), SkewRefusal(err):
 		return ClockSkew, true
 	case errors.Is(err, control.ErrAccessDenied), errors.Is(err, signaling.ErrForbidden),

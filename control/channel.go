@@ -40,6 +40,9 @@ type Endpoints struct {
 	// HTTPS is the channel's HTTPS endpoint (https://...), used for
 	// GetIceServerConfig.
 	HTTPS string
+	// WebRTC is the channel's WEBRTC endpoint (https://...) for the
+	// Kinesis Video WebRTC Storage calls; only StorageEndpoints fills it.
+	WebRTC string
 }
 
 // ResolveChannel finds a channel by name or ARN (a value starting with

@@ -118,6 +118,16 @@ type Config struct {
 	// opens (declined).
 	EchoData bool
 
+	// Ingest joins the channel's storage session (WebRTC ingestion: the
+	// channel must be linked to a stream with
+	// UpdateMediaStorageConfiguration) after each signaling connection,
+	// and streams the sources to it once; it records them and forwards
+	// them to Multiviewer viewers, whose talk-back comes back to
+	// Config.Talkback. Direct viewers are still served. Needs an H.264
+	// video source. See ingest.go's rules, Master.Storage and the
+	// EventStorage* events.
+	Ingest bool
+
 	// Logger receives the master's log. pion's messages go there too:
 	// all of them when it is enabled for debug, else only pion's errors.
 	// Nil: discard.
@@ -152,6 +162,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if vc := c.Video.Codec(); vc != rtc.CodecH264 && vc != rtc.CodecVP8 {
 		return c, invalid("Video", "the source's codec is %q; it must be H264 or VP8 (use Audio for Opus)", vc)
+	}
+	if c.Ingest && c.Video.Codec() != rtc.CodecH264 {
+		return c, invalid("Ingest", "the storage session takes H.264 video and the source is %s", c.Video.Codec())
 	}
 	if c.Audio != nil && c.Audio.Codec() != rtc.CodecOpus {
 		return c, invalid("Audio", "the source's codec is %q; it must be opus", c.Audio.Codec())

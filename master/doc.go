@@ -61,6 +61,17 @@
 //	if err != nil { ... }
 //	err = m.Run(ctx) // until ctx ends
 //
+// WebRTC ingestion: with Config.Ingest the master also joins the channel's
+// storage session (JoinStorageSession after every signaling connection,
+// repeated every 6 s until its offer comes), answers the session's offer
+// (it has no senderClientId; the answer has no recipientClientId) and
+// streams its sources to it once; the session records them into the
+// channel's stream and serves Multiviewer viewers, whose talk-back comes
+// back to Config.Talkback. A new offer (after a re-join) replaces the
+// storage peer; a storage peer that fails is re-joined, up to 5 failures
+// in 10 minutes. Master.Storage and the EventStorage* events report the
+// link; ingest.go has the rules.
+//
 // References:
 //   - https://docs.aws.amazon.com/kinesisvideostreams-webrtc-dg/latest/devguide/kvswebrtc-websocket-apis.html
 //   - https://docs.aws.amazon.com/kinesisvideostreams-webrtc-dg/latest/devguide/kvswebrtc-limits.html

@@ -38,6 +38,8 @@ type Master struct {
 	started atomic.Bool
 
 	peers peerSet // the current viewers
+
+	storage storageState // the storage session link (ingest.go)
 }
 
 // New validates cfg and returns a Master. Nothing starts before Run.
@@ -88,6 +90,10 @@ func (m *Master) Run(ctx context.Context) error {
 		iceKick:    make(chan struct{}, 1),
 		videoDone:  make(chan error, 1),
 		audioDone:  make(chan error, 1),
+		calls:      make(chan func(context.Context)),
+	}
+	if m.cfg.Ingest {
+		r.ing = &ingest{}
 	}
 	return r.run(ctx)
 }
@@ -126,6 +132,9 @@ type run struct {
 	videoDone  chan error
 	audioDone  chan error
 
+	ing   *ingest                    // the storage session link; nil without Config.Ingest
+	calls chan func(context.Context) // work for the loop from the run's goroutines
+
 	wg sync.WaitGroup // every goroutine the run starts
 }
 
@@ -137,6 +146,9 @@ func (r *run) endpoints() control.Endpoints {
 
 func (r *run) setEndpoints(ep control.Endpoints) {
 	r.epMu.Lock()
+	if ep.WebRTC == "" {
+		ep.WebRTC = r.ep.WebRTC // Endpoints (a renewal's) does not ask for it
+	}
 	r.ep = ep
 	r.epMu.Unlock()
 }
@@ -168,7 +180,12 @@ func (r *run) run(parent context.Context) (err error) {
 		return fmt.Errorf("master: resolving channel %q: %w", r.cfg.Channel, err)
 	}
 	r.arn, r.name = ch.ARN, ch.Name
-	ep, err := r.ctl.Endpoints(ctx, r.arn, kvsproto.RoleMaster)
+	var ep control.Endpoints
+	if r.cfg.Ingest {
+		ep, err = r.ctl.StorageEndpoints(ctx, r.arn, kvsproto.RoleMaster)
+	} else {
+		ep, err = r.ctl.Endpoints(ctx, r.arn, kvsproto.RoleMaster)
+	}
 	if err != nil {
 		return fmt.Errorf("master: signaling endpoints of %s: %w", r.arn, err)
 	}
@@ -184,7 +201,7 @@ func (r *run) run(parent context.Context) (err error) {
 		LoopbackOnly: r.cfg.LoopbackOnly,
 		Logger:       pionLogger(r.log),
 		VideoCodecs:  []string{r.codec.String()},
-		Audio:        r.cfg.Audio != nil || r.cfg.Talkback != nil,
+		Audio:        r.cfg.Audio != nil || r.cfg.Talkback != nil || r.cfg.Ingest, // the storage session's offer has audio: answer it, not reject it
 		ICEPortMin:   r.cfg.ICEPortMin,
 		ICEPortMax:   r.cfg.ICEPortMax,
 		TURNRootCAs:  rtc.RootCAs(r.cfg.HTTPClient),
@@ -206,6 +223,7 @@ func (r *run) run(parent context.Context) (err error) {
 	r.log.Info(fmt.Sprintf("master ready on channel %s (%s); waiting for viewers", r.name, r.arn),
 		"channel", r.name, "arn", r.arn, "codec", r.codec.String(), "audio", r.audio != nil, "max_viewers", r.cfg.MaxViewers)
 	r.emit(Event{Kind: EventReady})
+	r.startJoin(ctx, "connected")
 
 	err = r.loop(ctx)
 	cancel()
@@ -252,6 +270,8 @@ func (r *run) loop(ctx context.Context) error {
 			r.onSession(ctx, ev)
 		case pe := <-r.peerEvents:
 			r.onPeer(ctx, pe)
+		case f := <-r.calls:
+			f(ctx)
 		case now := <-sweep.C:
 			r.sweep(ctx, now)
 		case err := <-r.videoDone:
@@ -272,6 +292,7 @@ func (r *run) loop(ctx context.Context) error {
 
 // shutdown closes every peer and connection and waits for all goroutines.
 func (r *run) shutdown() {
+	r.stopIngest()
 	for _, p := range r.peers.m {
 		r.removePeer(p, ErrShutdown)
 	}

@@ -24,6 +24,9 @@ type earlyQueue struct {
 // onSignal handles one message of the service, from the current
 // connection or (draining) from one being read after a renewal.
 func (r *run) onSignal(ctx context.Context, ev signaling.Event, draining bool) {
+	if r.onStorageSignal(ctx, ev) {
+		return
+	}
 	switch ev.Type {
 	case kvsproto.MessageSDPOffer:
 		r.onOffer(ctx, ev)

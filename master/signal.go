@@ -135,6 +135,7 @@ func (r *run) onSession(ctx context.Context, ev signaling.SessionEvent) {
 		r.sigStarted = time.Now()
 		r.log.Info("signaling connection renewed", "reason", r.renewReason, "viewers", r.peers.count())
 		r.emit(Event{Kind: EventSignalingRenewed, Reason: r.renewReason})
+		r.onStorageRenewed(ctx)
 	case signaling.SessionOutboxDropped:
 		if m := ev.Message; m != nil {
 			r.log.Warn("a message waited too long for signaling; dropped", "action", m.Action, "viewer", m.RecipientClientID)

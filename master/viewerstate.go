@@ -16,6 +16,9 @@ import (
 
 // onPeer handles what a peer forwarded (pump, data channels, track readers).
 func (r *run) onPeer(ctx context.Context, pe peerEvent) {
+	if r.onStoragePeer(ctx, pe) {
+		return
+	}
 	p := pe.p
 	if r.peers.get(p.id) != p {
 		return // a replaced or removed peer
@@ -110,6 +113,7 @@ func (r *run) removePeer(p *peer, why error) {
 // sweep enforces the timeouts of peers, early candidates and draining
 // signaling connections.
 func (r *run) sweep(ctx context.Context, now time.Time) {
+	r.sweepStorage(ctx, now)
 	for _, p := range r.peers.m {
 		p.checkRestart() // a completed restart may bring no state change
 		down := p.downSince(now, r.restartGrace())

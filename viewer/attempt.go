@@ -91,6 +91,8 @@ type attemptRun struct {
 	claimed   bool
 
 	tw attemptTwoWay // talk-back and data channel (twoway.go)
+
+	stopRejoin context.CancelFunc // ends the storage join's repeats (storage.go)
 }
 
 // noteKind is what an attempt tells the connect loop while it runs.
@@ -187,6 +189,9 @@ func (a *attemptRun) run(ctx context.Context) (res attemptResult) {
 	}
 	if err := a.newPeer(iceCfg); err != nil {
 		return a.fail("webrtc", err)
+	}
+	if s.cfg.Storage {
+		return a.runStorage(ctx)
 	}
 	if err := a.sendOffer(ctx, false); err != nil {
 		return a.fail("signaling", err)

@@ -132,6 +132,9 @@ func (a *attemptRun) onAnswerTimeout() *attemptResult {
 	if a.restarting {
 		return a.end("ice", fmt.Errorf("%w: no answer to the ICE restart offer within %v", errICEFailed, s.cfg.Retry.AnswerTimeout))
 	}
+	if s.cfg.Storage {
+		return a.storageNoOffer()
+	}
 	if extra, ok := s.cfg.Retry.Lingers(); ok && !a.lingering && !a.remoteSet && a.notes != nil {
 		// Lost, or late: the next attempt starts now, and this one keeps
 		// listening until the late-answer window ends.
@@ -252,6 +255,9 @@ func (a *attemptRun) restart(ctx context.Context, why string) *attemptResult {
 	s := a.s
 	if a.restarting {
 		return nil
+	}
+	if s.cfg.Storage {
+		return a.storageRestart(why)
 	}
 	a.restarting = true
 	a.timers.restart.set(s.cfg.ICERestartTimeout)

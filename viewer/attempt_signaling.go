@@ -277,6 +277,9 @@ type StatusError = cause.StatusError
 // result ends the attempt.
 func (a *attemptRun) handle(ctx context.Context, ev signaling.Event) *attemptResult {
 	s := a.s
+	if a.offerFromStorage(ev) {
+		return a.onStorageOffer(ctx, ev.SDP.SDP)
+	}
 	switch ev.Type {
 	case kvsproto.MessageSDPAnswer:
 		if ev.SDP != nil {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/kvsrtc/kvsrtc/control"
-	"github.com/kvsrtc/kvsrtc/kvsproto"
 	"github.com/kvsrtc/kvsrtc/signaling"
 )
 
@@ -91,7 +90,7 @@ func (s *Session) connect(ctx context.Context, ch control.Channel) error {
 		s.mu.Unlock()
 		if !haveEP {
 			var err error
-			endpoints, err = s.cfg.Control.Endpoints(ctx, ch.ARN, kvsproto.RoleViewer)
+			endpoints, err = s.endpoints(ctx, ch.ARN)
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil, false
@@ -140,7 +139,7 @@ func (s *Session) connect(ctx context.Context, ch control.Channel) error {
 		if full {
 			return false // the open attempt decides; see the results case
 		}
-		if attempt >= s.cfg.Retry.MaxAttempts && !(nextCause == CauseChannelFull && s.cfg.WaitForSlot) {
+		if attempt >= s.cfg.Retry.MaxAttempts && !((nextCause == CauseChannelFull || nextCause == CauseStorageFull) && s.cfg.WaitForSlot) {
 			return true
 		}
 		if attempt == 0 {
@@ -255,7 +254,7 @@ func (s *Session) connect(ctx context.Context, ch control.Channel) error {
 				return nil // context ended or Duration streamed
 			}
 			cause, fatal := res.cause, res.fatal
-			if cause == CauseChannelFull && s.cfg.WaitForSlot {
+			if (cause == CauseChannelFull || cause == CauseStorageFull) && s.cfg.WaitForSlot {
 				fatal = false
 			}
 			if errors.Is(res.err, signaling.ErrNotFound) {

@@ -54,6 +54,13 @@
 //	err := s.SendText(ctx, `{"pan": -10}`)
 //	msg, err := s.Receive(ctx)
 //
+// Multiviewer: with Config.Storage each attempt joins the channel's storage
+// session (WebRTC ingestion) with JoinStorageSessionAsViewer instead of
+// offering to the master, and answers the session's offer; the rest of the
+// policy is the same, with the storage path's causes
+// (storage-not-configured, stream-missing, storage-full, no-storage-offer).
+// storage.go has the rules.
+//
 // States are reported through Config.OnEvent: connecting, awaiting-answer
 // (attempt n), connected, streaming, reconnecting (cause), failed
 // (diagnosis), stopped.

@@ -46,8 +46,15 @@ type Config struct {
 	// post's viewer.
 	Retry RetryPolicy
 	// WaitForSlot makes a full channel (viewer limit reached) a retryable
-	// condition instead of an immediate failure.
+	// condition instead of an immediate failure (with Storage: a full
+	// storage session).
 	WaitForSlot bool
+	// Storage views through the channel's storage session (Multiviewer,
+	// for channels with WebRTC ingestion) instead of asking the master:
+	// each attempt joins it with JoinStorageSessionAsViewer and answers
+	// its offer. See storage.go for the rules; Data is not available (the
+	// session has no data channel: it is reported as declined).
+	Storage bool
 
 	// Audio also asks for the master's audio.
 	Audio bool
@@ -213,6 +220,9 @@ func New(cfg Config) (*Session, error) {
 	if cfg.SignalingRenewAfter == 0 {
 		cfg.SignalingRenewAfter = DefaultSignalingRenewAfter
 	}
+	if err := cfg.checkStorage(); err != nil {
+		return nil, err
+	}
 	if err := media.CheckTalkback(cfg.Talk, "Config.Talk"); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
@@ -231,7 +241,7 @@ func New(cfg Config) (*Session, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	api, err := rtc.NewAPI(rtc.Config{LoopbackOnly: cfg.LoopbackOnly, Logger: log, VideoCodecs: cfg.VideoCodecs, Audio: cfg.Audio || cfg.Talk != nil, TURNRootCAs: rtc.RootCAs(cfg.HTTPClient), Net: cfg.iceNet})
+	api, err := rtc.NewAPI(rtc.Config{LoopbackOnly: cfg.LoopbackOnly, Logger: log, VideoCodecs: cfg.VideoCodecs, Audio: cfg.Audio || cfg.Talk != nil || cfg.Storage, TURNRootCAs: rtc.RootCAs(cfg.HTTPClient), Net: cfg.iceNet})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}

@@ -34,6 +34,7 @@ type masterFlags struct {
 	talkbackDir         string
 	talkbackCmd         string
 	data                string
+	ingest              bool
 	aws                 awsFlags
 	log                 logFlags
 }
@@ -54,6 +55,7 @@ func runMaster(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&f.talkbackDir, "talkback-dir", "", "accept viewers' talk-back audio: record each viewer's to DIR/talkback-<client id>-<time>.ogg (Ogg/Opus, finalised when it leaves and on Ctrl-C)")
 	fs.StringVar(&f.talkbackCmd, "talkback-cmd", "", `accept viewers' talk-back audio: pipe it (Ogg/Opus) into this shell command, one viewer at a time, e.g. 'ffplay -nodisp -autoexit -'`)
 	fs.StringVar(&f.data, "data", "", `accept data channels: "echo" sends every message back; "stdio" prints "<client id><TAB><message>" lines and sends stdin lines ("<client id><TAB>text", or "text" to every viewer)`)
+	fs.BoolVar(&f.ingest, "ingest", false, "WebRTC ingestion: also stream to the channel's storage session (the channel must be linked to a stream with update-media-storage-configuration; H.264 only), which records it and serves Multiviewer viewers (kvsrtc view --storage); their talk-back goes to --talkback-dir/--talkback-cmd. Direct viewers are still served")
 	f.aws.register(fs)
 	f.log.register(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -109,6 +111,7 @@ func runMaster(ctx context.Context, env *Env, args []string) error {
 		MaxViewers:         f.maxViewers,
 		LoopbackOnly:       f.loopback,
 		ICETransportPolicy: policy,
+		Ingest:             f.ingest,
 		Logger:             log,
 	}
 	stdinLoop, err := f.twoWay(&mcfg, env, log)
@@ -127,6 +130,9 @@ func runMaster(ctx context.Context, env *Env, args []string) error {
 		go stdinLoop(lctx, m) // ends with stdin; a terminal read cannot be interrupted
 	}
 	err = m.Run(ctx) // owns the sources from here on
+	if errors.Is(err, control.ErrStorageNotConfigured) {
+		return fmt.Errorf("%w\n--ingest needs a channel linked to a stream: aws kinesisvideo update-media-storage-configuration --channel-arn ARN --media-storage-configuration Status=ENABLED,StreamARN=STREAM_ARN (or run without --ingest)", err)
+	}
 	if errors.Is(err, control.ErrChannelNotFound) && !f.create && f.channel != "" {
 		return fmt.Errorf("%w (add --create to create it)", err)
 	}
@@ -159,6 +165,8 @@ func (f *masterFlags) check() error {
 		return fmt.Errorf("%w: --data %q: want echo or stdio", ErrUsage, f.data)
 	case f.data == "stdio" && f.source == "-":
 		return fmt.Errorf("%w: --data stdio and --source - both read stdin; use --data echo, or stream from a file", ErrUsage)
+	case f.ingest && (f.source == "testsrc-vp8" || strings.HasSuffix(strings.ToLower(f.source), ".ivf")):
+		return fmt.Errorf("%w: --ingest: the storage session takes H.264 video, and --source %s is VP8", ErrUsage, f.source)
 	}
 	return nil
 }

@@ -65,6 +65,7 @@ type serveFlags struct {
 	basePath     string
 	authCallback string
 	tokenKeyFile string
+	storage      storageFlag
 	aws          awsFlags
 	logs         logFlags
 }
@@ -95,12 +96,16 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&f.basePath, "base-path", "/", "with --api-only: the path the API and kvs-viewer.js are served under (as your reverse proxy forwards them), e.g. /kvs/")
 	fs.StringVar(&f.authCallback, "auth-callback", "", "with --api-only: your app's URL that decides each request (GET with the browser's Cookie and Authorization; 200 {\"channels\": [...]}, 401 or 403)")
 	fs.StringVar(&f.tokenKeyFile, "token-key-file", "", "with --api-only: file holding the HMAC key (32+ bytes) of the short-lived tokens your app signs (Authorization: Bearer kvs1....)")
+	f.storage.register(fs)
 	f.aws.register(fs)
 	f.logs.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if f.apiOnly {
+		if err := f.storage.apiOnly(); err != nil {
+			return err
+		}
 		if f.noTalk || f.data {
 			return fmt.Errorf("%w: --no-talk and --data shape the built-in pages; with --api-only set the talk and data attributes of <kvs-viewer> (docs/EMBED.md)", ErrUsage)
 		}
@@ -126,6 +131,10 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	if err := f.checkRelayFlags(); err != nil {
 		return err
 	}
+	storage, err := f.storage.mode()
+	if err != nil {
+		return err
+	}
 	token, generated, err := f.token(env)
 	if err != nil {
 		return err
@@ -147,7 +156,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 		Control: ctl, Channels: f.channels, Auth: token, NoAuth: f.noAuth, ForceRelay: f.relay, LoopbackOnly: f.loopback,
 		Retry:       viewer.RetryPolicy{AnswerTimeout: f.answerTO, MaxAttempts: f.attempts},
 		SessionRate: f.sessionRate, SessionBurst: f.sessionBurst, HTTPClient: hc, Logger: log,
-		TrustedProxies: f.proxies, NoTalk: f.noTalk, Data: f.data,
+		TrustedProxies: f.proxies, NoTalk: f.noTalk, Data: f.data, Storage: storage,
 	}
 	if f.whep {
 		closeRelay, err := f.mountRelay(&cfg, ctl, hc, log)

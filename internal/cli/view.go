@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -49,6 +50,7 @@ type viewFlags struct {
 	lateWindow   time.Duration
 	talk         string
 	data         bool
+	storage      bool
 }
 
 func runView(ctx context.Context, env *Env, args []string) error {
@@ -65,7 +67,7 @@ func runView(ctx context.Context, env *Env, args []string) error {
 	fs.DurationVar(&f.backoffBase, "backoff-base", 0, "wait before the 2nd attempt, doubling after (default 200ms; full jitter)")
 	fs.DurationVar(&f.backoffCap, "backoff-cap", 0, "longest wait between attempts (default 5s)")
 	fs.DurationVar(&f.budget, "budget", 0, "total time allowed to get video (default 60s)")
-	fs.BoolVar(&f.waitSlot, "wait-for-slot", false, "when the channel is full (10 viewers), keep retrying within the budget instead of failing")
+	fs.BoolVar(&f.waitSlot, "wait-for-slot", false, "when the channel is full (10 viewers), or with --storage its storage session, keep retrying within the budget instead of failing")
 	fs.BoolVar(&f.audio, "audio", false, "also receive audio")
 	fs.StringVar(&f.codecs, "codec", "", "video codecs to offer, comma-separated in order of preference (H264,VP8; default both)")
 	fs.BoolVar(&f.relay, "relay", false, "use TURN relay candidates only")
@@ -76,6 +78,7 @@ func runView(ctx context.Context, env *Env, args []string) error {
 	fs.BoolVar(&f.loopback, "loopback-only", false, "gather loopback ICE candidates only (local tests and demos)")
 	fs.StringVar(&f.talk, "talk", "", `talk back to the camera: send "tone" (a 440 Hz test tone), an Ogg/Opus FILE (looped) or "-" (Ogg/Opus on stdin)`)
 	fs.BoolVar(&f.data, "data", false, "open a data channel: each line on stdin is sent, each message received is printed (a JSON event with --json)")
+	fs.BoolVar(&f.storage, "storage", false, "Multiviewer: view through the channel's storage session (WebRTC ingestion; the camera runs kvsrtc master --ingest or the SDK's ingestion mode) instead of asking the master: join it and answer its offer; H.264 only, no --data")
 	f.aws.register(fs)
 	f.logs.registerLevel(fs, "warn")
 	if err := parseFlags(fs, args); err != nil {
@@ -94,6 +97,9 @@ func (f *viewFlags) run(ctx context.Context, env *Env) error {
 	}
 	if f.talk == "-" && f.data {
 		return fmt.Errorf("%w: --talk - and --data both read stdin; talk from a file or the tone (--talk FILE|tone)", ErrUsage)
+	}
+	if f.storage && f.data {
+		return fmt.Errorf("%w: --storage and --data: the storage session has no data channel", ErrUsage)
 	}
 	logw := env.Stderr
 	log, err := f.logs.logger(logw)
@@ -135,6 +141,10 @@ func (f *viewFlags) run(ctx context.Context, env *Env) error {
 		}
 	}
 
+	if f.storage && len(codecs) > 0 && !slices.ContainsFunc(codecs, func(c string) bool { cc, _ := rtc.ParseCodec(c); return cc == rtc.CodecH264 }) {
+		return fmt.Errorf("%w: --storage: the storage session sends H.264; --codec %s leaves it out", ErrUsage, f.codecs)
+	}
+
 	var sinks []media.Sink
 	var rec *lazyRecorder
 	if f.record != "" {
@@ -142,6 +152,9 @@ func (f *viewFlags) run(ctx context.Context, env *Env) error {
 		switch ext {
 		case ".mkv":
 		case ".webm":
+			if f.storage {
+				return fmt.Errorf("%w: --record %s with --storage: the storage session sends H.264, which WebM cannot hold; use a .mkv file", ErrUsage, f.record)
+			}
 			if len(codecs) == 0 {
 				codecs = []string{"VP8"}
 			}
@@ -191,7 +204,7 @@ func (f *viewFlags) run(ctx context.Context, env *Env) error {
 		Talk: talk, Data: f.data,
 		Channel: channel, Control: ctl, ClientID: f.clientID, ClientIDPrefix: f.clientPrefix,
 		Retry: policy, WaitForSlot: f.waitSlot, Audio: f.audio, VideoCodecs: codecs,
-		ForceRelay: f.relay, LoopbackOnly: f.loopback, Sinks: sinks, Duration: f.duration,
+		ForceRelay: f.relay, LoopbackOnly: f.loopback, Sinks: sinks, Duration: f.duration, Storage: f.storage,
 		HTTPClient: hc, Logger: log,
 	}
 	var sess *viewer.Session
