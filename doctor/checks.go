@@ -372,9 +372,10 @@ func (d *run) mediaStorage(ctx context.Context, k *checker, arn string) string {
 	stream := aws.ToString(msc.StreamARN)
 	k.fact("mediaStorage", "ENABLED")
 	k.fact("mediaStorageStream", stream)
+	d.storageOn = true
 	return fmt.Sprintf("WebRTC ingestion is enabled (stream %s): the camera sends its media to a KVS storage session, "+
-		"and viewers normally watch through it (JoinStorageSessionAsViewer, Multiviewer); the checks below test the "+
-		"peer-to-peer path only", stream)
+		"and viewers normally watch through it (JoinStorageSessionAsViewer, Multiviewer); the storage check tests that "+
+		"path, the other checks the peer-to-peer one", stream)
 }
 
 // listChannels adds up to ten channel names of the region to k.

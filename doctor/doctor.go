@@ -137,6 +137,10 @@ const (
 	CheckMaster      = "master"
 	CheckICE         = "ice"
 	CheckMedia       = "media"
+	// CheckStorage joins the channel's storage session as a viewer
+	// (Multiviewer) and waits for its offer and the camera's video; it
+	// runs only when the channel's media storage is ENABLED.
+	CheckStorage = "storage"
 )
 
 // Fact is one piece of evidence of a check.
@@ -285,6 +289,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	d.checkTURN(ctx)
 	d.checkClientID()
 	d.checkSession(ctx)
+	d.checkStorage(ctx)
 	d.rep.Duration = time.Since(d.rep.Started)
 	d.rep.Verdict = verdict(d.rep.Checks)
 	return d.rep, nil
@@ -307,6 +312,7 @@ type run struct {
 	haveICE   bool
 	clientID  string
 	idOK      bool
+	storageOn bool                                 // the channel's media storage is ENABLED
 	down      map[string]*control.UnreachableError // endpoints found unreachable
 }
 
