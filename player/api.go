@@ -39,7 +39,11 @@ type Session struct {
 	ICEExpiresAt time.Time `json:"iceExpiresAt"`
 	// Mode is "relay" when the browser is to watch through the server's
 	// relay: then only Channel, WHEP and ICEServers are set (no client id,
-	// no signaling URL). Empty: a direct session.
+	// no signaling URL). "storage" (ModeStorage) when it is to watch
+	// through the channel's storage session: every field is set as for a
+	// direct session, and once its WebSocket is open the page asks POST
+	// /api/storage-join and answers the offer that comes. Empty: a direct
+	// session.
 	Mode string `json:"mode,omitempty"`
 	// WHEP is the URL path of the relay's WHEP endpoint for the channel:
 	// where a relay session POSTs its offer, and (auto mode) where a direct
@@ -253,7 +257,7 @@ func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) {
 		c, status, _ := classify(err)
 		s.metrics.inc(s.metrics.failures, string(c))
 		s.log.Warn("minting a session failed", "channel", req.Channel, "cause", c, "err", err)
-		s.apiError(w, status, diagnose(c, req.Channel, s.cfg.Control.Region(), 0, 0, err))
+		s.apiError(w, storageStatus(c, status), diagnoseStorage(c, req.Channel, s.cfg.Control.Region(), 0, 0, err))
 		return
 	}
 	if req.Renew != "" {
@@ -354,7 +358,9 @@ func (s *Server) mint(ctx context.Context, channel, renew string) (Session, erro
 	if s.cfg.ForceRelay {
 		sess.ICETransportPolicy = "relay"
 	}
-	if s.cfg.Mode == ModeAuto {
+	if s.chans.storageOf(channel) {
+		sess.Mode = ModeStorage
+	} else if s.cfg.Mode == ModeAuto {
 		sess.WHEP = s.cfg.WHEP + url.PathEscape(channel)
 	}
 	for _, is := range ice.Servers {
@@ -398,7 +404,7 @@ func (s *Server) handleDiagnose(w http.ResponseWriter, r *http.Request) {
 	} else if _, _, err := s.chans.get(r.Context(), req.Channel, diagnoseMaxAge); err != nil {
 		// The page's trouble started on the server's side.
 		c, _, _ := classify(err)
-		d = diagnose(c, req.Channel, region, req.Attempts, elapsed, err)
+		d = diagnoseStorage(c, req.Channel, region, req.Attempts, elapsed, err)
 	} else {
 		c := normCause(req.Cause)
 		if req.Cause == "" {
@@ -413,7 +419,7 @@ func (s *Server) handleDiagnose(w http.ResponseWriter, r *http.Request) {
 				c, code, probeErr = pc, pcode, perr
 			}
 		}
-		d = diagnose(c, req.Channel, region, req.Attempts, elapsed, probeErr)
+		d = diagnoseStorage(c, req.Channel, region, req.Attempts, elapsed, probeErr)
 		if code != "" {
 			d.Message += " (" + code + ")"
 		}
@@ -445,7 +451,7 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {
 		}
 	case "attempt-failed":
 		s.metrics.inc(s.metrics.failures, label)
-		if c := cause.Cause(label); c == cause.ChannelNotFound || c == cause.Credentials || c == cause.SignalingLost {
+		if c := cause.Cause(label); c == cause.ChannelNotFound || c == cause.Credentials || c == cause.SignalingLost || c == cause.StorageNotConfigured || c == cause.StreamMissing {
 			// Each eviction costs control-plane calls against the account's
 			// small TPS limits, and any signed-in page may report: at most
 			// one per channel every 10 s.

@@ -19,6 +19,7 @@ const retryAfterError = 5 * time.Second
 type channelInfo struct {
 	arn      string
 	ep       control.Endpoints
+	storage  storageInfo
 	resolved time.Time // when arn and ep were fetched (zero: never)
 	err      error     // the last resolution's error, if it failed
 	errAt    time.Time
@@ -32,6 +33,11 @@ type channels struct {
 	ice   *control.ICECache
 	every time.Duration
 	now   func() time.Time
+	// The storage path (storage.go): the mode, the client of its calls and
+	// where to say that a channel's storage configuration is unknown.
+	storageMode StorageMode
+	store       StorageClient
+	log         func(msg string, args ...any)
 
 	mu    sync.Mutex
 	infos map[string]*channelInfo
@@ -88,7 +94,7 @@ func (c *channels) get(ctx context.Context, name string, maxAge time.Duration) (
 	}
 	ctx, cancel := context.WithTimeout(ctx, resolveTimeout)
 	defer cancel()
-	arn, ep, err := c.resolve(ctx, name)
+	arn, ep, st, err := c.resolve(ctx, name)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil {
@@ -99,20 +105,29 @@ func (c *channels) get(ctx context.Context, name string, maxAge time.Duration) (
 		// The channel was deleted and created again: its ICE servers too.
 		c.ice.Invalidate(info.arn)
 	}
-	*info = channelInfo{arn: arn, ep: ep, resolved: c.now()}
+	*info = channelInfo{arn: arn, ep: ep, storage: st, resolved: c.now()}
 	return arn, ep, nil
 }
 
-func (c *channels) resolve(ctx context.Context, name string) (string, control.Endpoints, error) {
+// resolve finds the channel's ARN, whether it is watched through its
+// storage session, and its VIEWER endpoints (with the WEBRTC endpoint of
+// the storage calls when it is).
+func (c *channels) resolve(ctx context.Context, name string) (string, control.Endpoints, storageInfo, error) {
 	ch, err := c.ctl.ResolveChannel(ctx, name)
 	if err != nil {
-		return "", control.Endpoints{}, err
+		return "", control.Endpoints{}, storageInfo{}, err
 	}
-	ep, err := c.ctl.Endpoints(ctx, ch.ARN, kvsproto.RoleViewer)
+	st := c.detectStorage(ctx, name, ch.ARN)
+	var ep control.Endpoints
+	if st.on {
+		ep, err = c.store.StorageEndpoints(ctx, ch.ARN, kvsproto.RoleViewer)
+	} else {
+		ep, err = c.ctl.Endpoints(ctx, ch.ARN, kvsproto.RoleViewer)
+	}
 	if err != nil {
-		return "", control.Endpoints{}, err
+		return "", control.Endpoints{}, storageInfo{}, err
 	}
-	return ch.ARN, ep, nil
+	return ch.ARN, ep, st, nil
 }
 
 // iceServers returns the channel's cached ICE configuration (fetching it if

@@ -110,6 +110,20 @@ type Config struct {
 	// already; new browsers then join it instead of adding a viewer of the
 	// camera (nil: only a full channel sends browsers to the relay).
 	Relayed func(channel string) bool
+	// Storage is whether a channel linked to a KVS stream (WebRTC
+	// ingestion: media storage configuration ENABLED) is watched through
+	// its storage session (Multiviewer: the camera sends its media once, the
+	// session forwards it to every viewer) instead of as a viewer of the
+	// camera: StorageAuto (the default: when
+	// DescribeMediaStorageConfiguration says ENABLED), StorageOn (every
+	// channel) or StorageOff (never). Relay mode (Mode) comes first.
+	Storage StorageMode
+	// StorageClient makes the storage path's calls
+	// (DescribeMediaStorageConfiguration, the WEBRTC endpoint,
+	// JoinStorageSessionAsViewer) with the server's credentials. Nil:
+	// Control.
+	StorageClient StorageClient
+
 	// Metrics, if set, writes more Prometheus text after the player's own
 	// on /metrics (a relay's counters).
 	Metrics func(w io.Writer) error
@@ -218,6 +232,16 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Mode != ModeDirect && c.Mount[c.WHEP] == nil {
 		return c, invalid("WHEP", "mode %s needs the path of a WHEP endpoint in Mount (got %q)", c.Mode, c.WHEP)
+	}
+	switch c.Storage {
+	case "":
+		c.Storage = StorageAuto
+	case StorageAuto, StorageOn, StorageOff:
+	default:
+		return c, invalid("Storage", "%q is not auto, on or off", c.Storage)
+	}
+	if c.StorageClient == nil {
+		c.StorageClient = c.Control
 	}
 	if _, err := c.Retry.WithDefaults(); err != nil {
 		return c, invalid("Retry", "%v", err)

@@ -28,6 +28,21 @@
 // Go viewer's words. Permissions-Policy allows the microphone for the
 // player's origin only.
 //
+// Storage path (WebRTC ingestion's Multiviewer): a channel linked to a KVS
+// stream (media storage configuration ENABLED, checked with
+// DescribeMediaStorageConfiguration when the channel is resolved and
+// refreshed with it; Config.Storage forces or disables it) is watched
+// through its storage session, which takes the camera's media once and
+// forwards it to every viewer. Its sessions have mode "storage": the page
+// opens the viewer WebSocket, asks POST /api/storage-join (the server calls
+// JoinStorageSessionAsViewer on the channel's WEBRTC endpoint: the keys stay
+// here), answers the session's SDP offer (no senderClientId) and plays as a
+// direct session does; it joins again every 6 s until the offer comes, 5
+// times at most (as the official JS SDK does), reconnects with the same
+// client id (the session keeps a viewer's place for a minute) and words the
+// storage path's refusals (no storage configuration, stream deleted, the
+// session's viewer limit, no offer).
+//
 // The page's retry policy follows retry.Policy: a bounded wait for the
 // answer and for the first frame, retries with jittered exponential backoff,
 // a fresh session per attempt and a complete teardown of the previous one;
@@ -60,7 +75,7 @@
 // decision to short-lived tokens signed by the app (SignToken) or to an
 // HTTP callback of the app, as kvsrtc serve --api-only does. The element
 // runs the built-in pages' own scripts (signaling.js, api.js, twoway.js,
-// player.js, attempt.js, relay.js, tile.js: one implementation of the
+// player.js, attempt.js, relay.js, storage.js, tile.js: one implementation of the
 // connect policy) in a shadow root, under a
 // strict Content-Security-Policy; see docs/EMBED.md.
 //
@@ -70,6 +85,7 @@
 //	GET  /grid           every channel (or ?channel=A&channel=B) in a grid
 //	GET  /login, POST /login
 //	POST /api/session    {"channel"} -> Session; {"channel","renew":clientId} renews its URL
+//	POST /api/storage-join  {"channel","clientId","retry"} -> 204: joins a storage session's page to it
 //	POST /api/diagnose   what the page saw -> Diagnosis
 //	POST /api/report     first-frame / attempt-failed / reconnect (metrics)
 //	GET  /api/channels   the served channels

@@ -34,12 +34,17 @@ type metrics struct {
 	ttffSum      float64
 	ttffCount    float64
 	refreshErrs  float64
+
+	// The storage path (storage.go).
+	storageSessions     map[string]float64 // by channel: attempts that joined the storage session
+	storageJoinFailures map[string]float64 // by cause: refused JoinStorageSessionAsViewer calls
 }
 
 func newMetrics() *metrics {
 	return &metrics{
 		sessions: map[string]float64{}, renewals: map[string]float64{}, relayed: map[string]float64{}, failures: map[string]float64{},
 		giveUps: map[string]float64{}, reconnects: map[string]float64{}, firstFrames: map[string]float64{},
+		storageSessions: map[string]float64{}, storageJoinFailures: map[string]float64{},
 		ttffCounts: make([]float64, len(ttffBuckets)),
 	}
 }
@@ -105,6 +110,8 @@ func (m *metrics) write(w io.Writer) error {
 	labeled("kvsrtc_player_give_ups_total", "counter", "Pages that gave up and showed a diagnosis, by cause.", "cause", m.giveUps)
 	labeled("kvsrtc_player_reconnects_total", "counter", "Reconnects of a playing page (ICE restart or new session), by cause.", "cause", m.reconnects)
 	labeled("kvsrtc_player_first_frames_total", "counter", "Pages that decoded a first frame, by channel.", "channel", m.firstFrames)
+	labeled("kvsrtc_player_storage_sessions_total", "counter", "Connection attempts that joined the channel's storage session (Multiviewer), by channel.", "channel", m.storageSessions)
+	labeled("kvsrtc_player_storage_join_failures_total", "counter", "JoinStorageSessionAsViewer calls that failed, by cause.", "cause", m.storageJoinFailures)
 	family("kvsrtc_player_auth_failures_total", "counter", "Requests refused for a missing or wrong token.")
 	fmt.Fprintf(&b, "kvsrtc_player_auth_failures_total %s\n", num(m.authFailures))
 	family("kvsrtc_player_rate_limited_total", "counter", "Session requests refused by the per-client rate limit.")

@@ -13,7 +13,7 @@ import (
 // one ES module. All but the last are the built-in pages' own scripts (they
 // inline them with app.js instead of element.js): the element and the
 // pages run one implementation of the connect policy.
-var moduleSources = []string{"signaling.js", "api.js", "twoway.js", "player.js", "attempt.js", "relay.js", "tile.js", "element.js"}
+var moduleSources = []string{"signaling.js", "api.js", "twoway.js", "player.js", "attempt.js", "relay.js", "storage.js", "tile.js", "element.js"}
 
 // moduleAssets are the <kvs-viewer> module and its TypeScript declarations.
 type moduleAssets struct {
@@ -96,6 +96,7 @@ func (s *Server) apiRoutes(wrap func(func(http.ResponseWriter, *http.Request)) h
 	m.HandleFunc("GET /kvs-viewer.d.ts", types)
 	m.HandleFunc("GET /channels", wrap(s.handleChannels))
 	m.HandleFunc("POST /session", wrap(s.handleSession))
+	m.HandleFunc("POST /storage-join", wrap(s.handleStorageJoin))
 	m.HandleFunc("POST /diagnose", wrap(s.handleDiagnose))
 	m.HandleFunc("POST /report", wrap(s.handleReport))
 	return m

@@ -36,7 +36,7 @@ const (
 
 // appSources are the player's script files, joined in this order into one
 // inline script (they share one function scope).
-var appSources = []string{"signaling.js", "api.js", "twoway.js", "player.js", "attempt.js", "relay.js", "tile.js", "app.js"}
+var appSources = []string{"signaling.js", "api.js", "twoway.js", "player.js", "attempt.js", "relay.js", "storage.js", "tile.js", "app.js"}
 
 // Security headers of every response. The pages run only their two inline
 // scripts, allowed by their hashes; the only outside connections are the
@@ -171,6 +171,7 @@ func New(cfg Config) (*Server, error) {
 		log:      c.Logger,
 		issued:   make(map[string]issuedID),
 	}
+	s.chans.useStorage(c.Storage, c.StorageClient, s.log)
 	if err := s.loadAssets(); err != nil {
 		return nil, err
 	}

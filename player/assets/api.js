@@ -65,6 +65,12 @@ function apiClient(base, token) {
       if (after) body.after = after;
       return post('session', body);
     },
+    /** Storage mode (storage.js): asks the server to join clientId, whose
+     * signaling socket is open, to the channel's storage session; its offer
+     * comes over that socket. retry counts the re-joins of the attempt. */
+    storageJoin(channel, clientId, retry) {
+      return post('storage-join', { channel, clientId, retry });
+    },
     /** The headers that authenticate a request of the page's own (WHEP). */
     async headers() {
       const t = token ? await token() : '';

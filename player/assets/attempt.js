@@ -2,8 +2,8 @@
 // attempts): its session, peer connection, signaling socket and timers, the
 // adoption of the page's early connection (bootstrap.js), the frame watch,
 // ICE restarts and signaling renewal. Relay mode adds its WHEP exchange in
-// relay.js. (One class of about 570 lines: its steps share the attempt's
-// state and timers.)
+// relay.js, storage mode its join and answer in storage.js. (One class of
+// about 600 lines: its steps share the attempt's state and timers.)
 
 /** The bootstrap's early start for channel, once. */
 function takeEarly(channel) {
@@ -132,7 +132,7 @@ class Attempt {
     try {
       const after = this.p.after;
       this.p.after = '';
-      sess = await this.p.api.session(this.p.channel, '', after);
+      sess = await this.mintSession(after);
       if (after && sess.mode === 'relay') this.p.log('relay-fallback', after);
     } catch (e) {
       const err = e instanceof ApiError ? e : new ApiError(0, null, 0);
@@ -148,6 +148,10 @@ class Attempt {
     if (this.closed) return;
     if (sess.mode === 'relay') {
       this.startRelay(sess);
+      return;
+    }
+    if (sess.mode === 'storage') {
+      this.startStorage(sess);
       return;
     }
     this.useSession(sess);
@@ -206,6 +210,12 @@ class Attempt {
   adopt(e) {
     if (e.relay) {
       this.adoptRelay(e);
+      return;
+    }
+    if (e.storage) {
+      // The bootstrap left a storage session alone (storage.js answers).
+      e.adopted = true;
+      this.startStorage(e.session);
       return;
     }
     e.adopted = true;
@@ -277,13 +287,15 @@ class Attempt {
   }
 
   openSignaling(url, first, buffered) {
-    const sig = new Signaling(url, {
+    const Sig = this.storage ? StorageSignaling : Signaling;
+    const sig = new Sig(url, {
       open: () => {
         if (sig !== this.sig) return;
         this.p.log('signaling-open');
-        if (first) this.maybeSendOffer();
+        if (first) this.signalingReady();
       },
       answer: (desc) => this.onAnswer(desc),
+      offer: (desc) => this.onStorageOffer(desc),
       candidate: (c) => this.onRemoteCandidate(c),
       status: (st) => this.p.log('status-response', JSON.stringify(st)),
       goAway: () => {
@@ -307,14 +319,21 @@ class Attempt {
       },
       error: () => this.p.log('signaling-error'),
     }, buffered);
-    sig.hold = first && !this.offerSent;
+    sig.hold = first && !this.offerSent && !this.storage;
     const old = this.sig;
     this.sig = sig;
-    if (first && sig.open) queueMicrotask(() => this.maybeSendOffer());
+    if (first && sig.open) queueMicrotask(() => this.signalingReady());
     if (old && old !== sig) {
       // Keep the old socket a moment: a message may still be on its way.
       this.timer(2000, () => old.close());
     }
+  }
+
+  /** The attempt's socket is open: send the offer, or (storage mode) ask
+   * the server to join the storage session. */
+  signalingReady() {
+    if (this.storage) this.joinStorage();
+    else this.maybeSendOffer();
   }
 
   maybeSendOffer() {
@@ -452,7 +471,8 @@ class Attempt {
         const report = await this.pc.getStats();
         report.forEach((r) => {
           if (r.type === 'inbound-rtp' && r.kind === 'video' && r.framesDecoded !== undefined) {
-            if (r.framesDecoded > decoded && decoded >= 0) this.lastFrameAt = now();
+            // (!==: a storage session's new offer starts a new count)
+            if (r.framesDecoded !== decoded && decoded >= 0) this.lastFrameAt = now();
             decoded = r.framesDecoded;
           }
         });
@@ -505,6 +525,12 @@ class Attempt {
    * reconnect when it does not connect in time. */
   async restartICE(why) {
     if (this.closed || this.restarting) return;
+    if (this.storage) {
+      // The storage session offers, the page cannot: reconnect (the same
+      // client id keeps its place in the session). New ICE servers wait.
+      if (why !== 'ice-expired') this.finish(why, 'ice-restart');
+      return;
+    }
     this.restarting = true;
     this.p.setState('restarting', why);
     this.p.api.report({ channel: this.p.channel, clientId: this.clientId, event: 'reconnect', cause: why });

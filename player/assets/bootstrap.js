@@ -131,6 +131,11 @@
       relay(channel, s);
       continue;
     }
+    if (s.mode === 'storage') {
+      // The storage session makes the offer after a join (storage.js).
+      early[channel] = { session: s, storage: true };
+      continue;
+    }
     const e = { session: s, messages: [], candidates: [], remote: [], tracks: [], t: { start: performance.now() } };
     try {
       e.ws = new WebSocket(s.signalingUrl);

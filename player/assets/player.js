@@ -88,6 +88,7 @@ class Player {
     this.diagnosis = null;
     this.lastCause = '';
     this.clientIds = [];
+    this.storageId = ''; // storage mode: the client id a reconnect keeps (storage.js)
     this.events = [];
     this.statsTimer = null;
     this.prevStats = null;
