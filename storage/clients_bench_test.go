@@ -139,5 +139,3 @@ func uplink(b *testing.B, n int, storage bool) float64 {
 	b.Logf("%s: %d viewers, camera uplink %.2f Mbit/s (%d direct peers)", map[bool]string{true: "storage", false: "direct"}[storage], n, rate, len(m.Master.Viewers()))
 	return rate
 }
-
-
