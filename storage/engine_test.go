@@ -217,3 +217,26 @@ func TestStorageTwentyViewers(t *testing.T) {
 		t.Errorf("stats %+v: want %d viewers connected", st, n)
 	}
 }
+
+// TestStorageAnswerWithoutAudio: a participant whose answer rejects the
+// audio section (a client without Opus) still gets video, and a camera
+// without Opus still feeds the session.
+func TestStorageAnswerWithoutAudio(t *testing.T) {
+	env := kvstest.New(t, kvstest.Options{Emulator: emulator.Config{Channels: []string{"cam"}, TURNDisabled: true, DisableQuotas: true}})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	arn, _ := linkStorage(ctx, t, env, "cam")
+	cam := dial(ctx, t, env, arn, kvsproto.RoleMaster, "")
+	cam.noAudio = true
+	go cam.run(ctx)
+	v := dial(ctx, t, env, arn, kvsproto.RoleViewer, "v1")
+	v.noAudio = true
+	go v.run(ctx)
+	if err := join(ctx, t, env, arn, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := join(ctx, t, env, arn, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the viewer without Opus decodes the camera without Opus", func() bool { return v.frames.Load() >= 10 })
+}

@@ -120,6 +120,7 @@ type participant struct {
 	closed   atomic.Int64 // peer connections that failed or closed
 	videoOut *webrtc.TrackLocalStaticSample
 	voice    *webrtc.TrackLocalStaticSample // a viewer's talk-back, when set
+	noAudio  bool                           // register no Opus: the answer rejects the audio section
 }
 
 func dial(ctx context.Context, t testing.TB, env *kvstest.Env, channelARN string, role kvsproto.Role, clientID string) *participant {
@@ -142,7 +143,7 @@ func dial(ctx context.Context, t testing.TB, env *kvstest.Env, channelARN string
 
 // run answers offers until ctx ends; in a goroutine.
 func (p *participant) run(ctx context.Context) {
-	api, err := rtc.NewAPI(rtc.Config{LoopbackOnly: true, Audio: true, VideoCodecs: []string{"H264"}})
+	api, err := rtc.NewAPI(rtc.Config{LoopbackOnly: true, Audio: !p.noAudio, VideoCodecs: []string{"H264"}})
 	if err != nil {
 		p.t.Error(err)
 		return

@@ -2,8 +2,11 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,6 +45,8 @@ type link struct {
 	pc        atomic.Pointer[webrtc.PeerConnection]
 	videoSSRC atomic.Uint32
 	talkTrack *webrtc.TrackLocalStaticSample
+
+	audio bool // the current offer has audio (owned by run)
 
 	// viewer link
 	vtrack, atrack *webrtc.TrackLocalStaticSample
@@ -104,24 +109,10 @@ func (l *link) sendTalk(f media.Frame) bool {
 // run negotiates (the session offers) and serves the link until it ends.
 func (l *link) run() {
 	defer l.s.gone(l)
-	peer, err := rtc.NewPeer(l.s.e.api, webrtc.Configuration{ICEServers: rtc.ICEServers(l.s.e.cfg.ICEServers)})
+	peer, err := l.negotiate(true)
+	defer func() { l.teardown(peer) }()
 	if err != nil {
-		l.log.Warn("storage session: no peer connection", "err", err)
-		return
-	}
-	l.pc.Store(peer.PC)
-	defer l.teardown(peer)
-	if err := l.addMedia(peer); err != nil {
-		l.log.Warn("storage session: cannot set up the media", "err", err)
-		return
-	}
-	offer, err := peer.Offer(nil)
-	if err != nil {
-		l.log.Warn("storage session: cannot create the offer", "err", err)
-		return
-	}
-	if err := l.send(kvsproto.MessageSDPOffer, kvsproto.SessionDescription{Type: "offer", SDP: offer}); err != nil {
-		l.log.Warn("storage session: the offer could not be sent", "err", err)
+		l.log.Warn("storage session: cannot offer", "err", err)
 		return
 	}
 	l.log.Info("storage session: offer sent")
@@ -146,7 +137,16 @@ func (l *link) run() {
 		case <-timeout.C:
 			l.close(fmt.Sprintf("not connected %v after the offer", l.s.e.cfg.ConnectTimeout))
 		case msg := <-l.inbox:
-			l.handle(peer, msg)
+			if err := l.handle(peer, msg); errors.Is(err, errAudioRefused) {
+				// A participant without Opus rejected the audio section:
+				// offer again with video only.
+				l.log.Info("storage session: the answer refuses the audio; offering video only", "err", err)
+				_ = peer.Close()
+				if peer, err = l.negotiate(false); err != nil {
+					l.log.Warn("storage session: cannot offer", "err", err)
+					return
+				}
+			}
 		case c := <-peer.Candidates():
 			init := c.ToJSON()
 			if err := l.send(kvsproto.MessageICECandidate, kvsproto.ICECandidate{
@@ -173,6 +173,32 @@ func (l *link) run() {
 	}
 }
 
+// errAudioRefused: an answer that cannot be applied while the offer has
+// an audio section (pion: the remote supports no codec of a sending track).
+var errAudioRefused = errors.New("storage: the answer refuses the audio section")
+
+// negotiate creates the link's peer connection (with audio both ways, or
+// video only) and sends the session's offer.
+func (l *link) negotiate(audio bool) (*rtc.Peer, error) {
+	peer, err := rtc.NewPeer(l.s.e.api, webrtc.Configuration{ICEServers: rtc.ICEServers(l.s.e.cfg.ICEServers)})
+	if err != nil {
+		return nil, err
+	}
+	l.pc.Store(peer.PC)
+	l.audio = audio
+	if err := l.addMedia(peer, audio); err != nil {
+		return peer, fmt.Errorf("setting up the media: %w", err)
+	}
+	offer, err := peer.Offer(nil)
+	if err != nil {
+		return peer, err
+	}
+	if err := l.send(kvsproto.MessageSDPOffer, kvsproto.SessionDescription{Type: "offer", SDP: offer}); err != nil {
+		return peer, fmt.Errorf("the offer could not be sent: %w", err)
+	}
+	return peer, nil
+}
+
 // send signals the participant.
 func (l *link) send(t kvsproto.MessageType, v any) error {
 	payload, err := kvsproto.EncodePayload(v)
@@ -182,40 +208,58 @@ func (l *link) send(t kvsproto.MessageType, v any) error {
 	return l.p.Send(kvsproto.Event{MessageType: t, MessagePayload: payload})
 }
 
-// handle applies the participant's answer or candidate.
-func (l *link) handle(peer *rtc.Peer, msg kvsproto.ClientMessage) {
+// handle applies the participant's answer or candidate. It returns
+// errAudioRefused when the answer can be taken without audio only.
+func (l *link) handle(peer *rtc.Peer, msg kvsproto.ClientMessage) error {
 	switch msg.Action {
 	case kvsproto.ActionSDPAnswer:
 		var d kvsproto.SessionDescription
 		if err := kvsproto.DecodePayload(msg.MessagePayload, &d); err != nil || d.SDP == "" {
 			l.close(fmt.Sprintf("the answer is not a session description (%v)", err))
-			return
+			return nil
 		}
-		if err := peer.SetAnswer(d.SDP); err != nil {
+		if err := peer.SetAnswer(d.SDP); err != nil && !errors.Is(err, rtc.ErrCandidate) {
+			if l.audio && audioRejected(d.SDP) {
+				return fmt.Errorf("%w: %w", errAudioRefused, err)
+			}
 			l.log.Warn("storage session: the answer was refused", "err", err)
 			l.close("answer refused: " + err.Error())
-			return
+			return nil
 		}
 		l.log.Info("storage session: answer applied")
 	case kvsproto.ActionICECandidate:
 		var c kvsproto.ICECandidate
 		if err := kvsproto.DecodePayload(msg.MessagePayload, &c); err != nil {
 			l.log.Debug("storage session: candidate ignored", "err", err)
-			return
+			return nil
 		}
 		if c.Candidate == "" {
-			return // end of candidates
+			return nil // end of candidates
 		}
 		if err := peer.AddCandidate(webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment}); err != nil {
 			l.log.Debug("storage session: candidate refused", "err", err)
 		}
 	}
+	return nil
+}
+
+// audioRejected reports whether an answer's audio section is rejected
+// (port 0) or has no Opus.
+func audioRejected(answer string) bool {
+	sum, err := rtc.Summarize(answer)
+	if err != nil {
+		return false
+	}
+	a, ok := sum.Section("audio")
+	return !ok || a.Port == 0 || !slices.ContainsFunc(a.Codecs, func(c webrtc.RTPCodecParameters) bool {
+		return strings.EqualFold(c.MimeType, webrtc.MimeTypeOpus)
+	})
 }
 
 // addMedia adds the transceivers the session offers: the camera sends
 // video and gets the viewers' voice; a viewer gets video and audio and may
-// send its voice.
-func (l *link) addMedia(peer *rtc.Peer) error {
+// send its voice. Without audio, video only.
+func (l *link) addMedia(peer *rtc.Peer, audio bool) error {
 	pc := peer.PC
 	acap, err := rtc.Capability(rtc.CodecOpus)
 	if err != nil {
@@ -224,6 +268,10 @@ func (l *link) addMedia(peer *rtc.Peer) error {
 	if l.role == kvsproto.RoleMaster {
 		if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 			return err
+		}
+		if !audio {
+			l.talkTrack = nil
+			return nil
 		}
 		if l.talkTrack, err = webrtc.NewTrackLocalStaticSample(acap, "audio", "kvs-storage-session"); err != nil {
 			return err
@@ -247,6 +295,12 @@ func (l *link) addMedia(peer *rtc.Peer) error {
 	if err != nil {
 		return err
 	}
+	vs := vt.Sender()
+	if !audio {
+		l.atrack = nil
+		peer.Go(func(context.Context) { media.ReadSenderRTCP(vs, l.videoKeyframeRequest) })
+		return nil
+	}
 	if l.atrack, err = webrtc.NewTrackLocalStaticSample(acap, "audio", "kvs-storage-session"); err != nil {
 		return err
 	}
@@ -254,19 +308,20 @@ func (l *link) addMedia(peer *rtc.Peer) error {
 	if err != nil {
 		return err
 	}
-	vs, as := vt.Sender(), at.Sender()
-	peer.Go(func(context.Context) {
-		media.ReadSenderRTCP(vs, func() {
-			l.subMu.Lock()
-			sub := l.vsub
-			l.subMu.Unlock()
-			if sub != nil {
-				sub.RequestKeyframe()
-			}
-		})
-	})
+	as := at.Sender()
+	peer.Go(func(context.Context) { media.ReadSenderRTCP(vs, l.videoKeyframeRequest) })
 	peer.Go(func(context.Context) { media.ReadSenderRTCP(as, nil) })
 	return nil
+}
+
+// videoKeyframeRequest passes a viewer's PLI to its subscription.
+func (l *link) videoKeyframeRequest() {
+	l.subMu.Lock()
+	sub := l.vsub
+	l.subMu.Unlock()
+	if sub != nil {
+		sub.RequestKeyframe()
+	}
 }
 
 // subscribe connects a viewer's tracks to the session's fan-out.
@@ -289,8 +344,10 @@ func (l *link) subscribe() {
 		}
 	}})
 	l.vsub = l.s.video.Subscribe(l.vq)
-	l.aq = media.NewQueuedWriter(l.atrack, media.QueueConfig{MaxSamples: n})
-	l.asub = l.s.audio.Subscribe(l.aq)
+	if l.atrack != nil {
+		l.aq = media.NewQueuedWriter(l.atrack, media.QueueConfig{MaxSamples: n})
+		l.asub = l.s.audio.Subscribe(l.aq)
+	}
 }
 
 // onTrack reads a remote track: the camera's video and audio feed the
@@ -366,7 +423,9 @@ func (l *link) teardown(peer *rtc.Peer) {
 	if aq != nil {
 		aq.Close()
 	}
-	_ = peer.Close()
+	if peer != nil {
+		_ = peer.Close()
+	}
 	why := "ended"
 	if w := l.why.Load(); w != nil {
 		why = *w
