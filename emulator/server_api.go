@@ -46,6 +46,10 @@ func (s *Server) Env() []string {
 	env := []string{
 		"AWS_ENDPOINT_URL_KINESIS_VIDEO=" + s.URL(),
 		"AWS_ENDPOINT_URL_KINESIS_VIDEO_SIGNALING=" + s.URL(),
+		// The endpoints that clients otherwise get from GetDataEndpoint
+		// and GetSignalingChannelEndpoint (WEBRTC): for the AWS CLI.
+		"AWS_ENDPOINT_URL_KINESIS_VIDEO_ARCHIVED_MEDIA=" + s.URL(),
+		"AWS_ENDPOINT_URL_KINESIS_VIDEO_WEBRTC_STORAGE=" + s.URL(),
 		"AWS_REGION=" + s.cfg.Region,
 		"AWS_DEFAULT_REGION=" + s.cfg.Region,
 		"AWS_ACCESS_KEY_ID=" + c.AccessKeyID,

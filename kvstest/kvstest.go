@@ -182,13 +182,15 @@ func (e *Env) Close() error {
 		}
 	}
 	e.tr.CloseIdleConnections()
-	if err := e.Server.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("closing the emulator: %w", err))
-	}
+	// The storage sessions first: ending one writes its last fragment
+	// into the archive, which the server still holds.
 	if e.Storage != nil {
 		if err := e.Storage.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("closing the storage sessions: %w", err))
 		}
+	}
+	if err := e.Server.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("closing the emulator: %w", err))
 	}
 	return errors.Join(errs...)
 }
@@ -245,7 +247,8 @@ func (e *Env) ChannelARN(t testing.TB, name string) string {
 
 // Environ returns the environment that points AWS tools and SDKs in a
 // subprocess at the service, as KEY=VALUE: AWS_ENDPOINT_URL_KINESIS_VIDEO,
-// AWS_ENDPOINT_URL_KINESIS_VIDEO_SIGNALING, AWS_REGION,
+// AWS_ENDPOINT_URL_KINESIS_VIDEO_SIGNALING, ..._ARCHIVED_MEDIA,
+// ..._WEBRTC_STORAGE, AWS_REGION,
 // AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and, when
 // they apply, AWS_SESSION_TOKEN and AWS_CA_BUNDLE. Append it to
 // os.Environ(): later entries win.
@@ -271,6 +274,7 @@ var awsEnvVars = []string{
 	"AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION",
 	"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
 	"AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_KINESIS_VIDEO", "AWS_ENDPOINT_URL_KINESIS_VIDEO_SIGNALING",
+	"AWS_ENDPOINT_URL_KINESIS_VIDEO_ARCHIVED_MEDIA", "AWS_ENDPOINT_URL_KINESIS_VIDEO_WEBRTC_STORAGE",
 	"AWS_ENDPOINT_URL_STS", "AWS_CA_BUNDLE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
 	"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
 }

@@ -103,7 +103,10 @@ func runLocal(ctx context.Context, env *Env, args []string) error {
 	fmt.Fprintf(env.Stdout, "# e.g.: aws kinesisvideo list-signaling-channels\n")
 	<-ctx.Done()
 	log.Info("shutting down", "cause", context.Cause(ctx))
-	return errors.Join(srv.Close(), engine.Close())
+	// The storage sessions first: ending one writes its last fragment
+	// into the archive, which the server still holds.
+	eerr := engine.Close()
+	return errors.Join(srv.Close(), eerr)
 }
 
 // shellQuote quotes v for a POSIX shell when it holds anything but safe
