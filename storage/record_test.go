@@ -14,6 +14,7 @@ import (
 	"github.com/kvsrtc/kvsrtc/emulator"
 	"github.com/kvsrtc/kvsrtc/kvsproto"
 	"github.com/kvsrtc/kvsrtc/kvstest"
+	"github.com/kvsrtc/kvsrtc/master"
 )
 
 // TestStorageSessionRecords: what the camera sends through its storage
@@ -110,4 +111,45 @@ func TestStorageSessionRecords(t *testing.T) {
 	if d := time.Duration(dur * float64(time.Second)); d < total-time.Second || d > total+time.Second {
 		t.Errorf("the clip lasts %v, the fragments %v", d, total)
 	}
+}
+
+// TestStorageRecordsAcrossRenewal: kvsrtc's own master (Config.Ingest)
+// records through the storage session; a GO_AWAY renews its signaling
+// connection, it joins again and its new peer connection replaces the old
+// one: the recording has no gap.
+func TestStorageRecordsAcrossRenewal(t *testing.T) {
+	env, m := ingestEnv(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	streamARN := env.Storage.Stats().Sessions[0].StreamARN
+	fragments := func() []kvsproto.Fragment {
+		out, err := post(ctx, env, kvsproto.PathListFragments, kvsproto.ListFragmentsInput{StreamARN: streamARN})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lf kvsproto.ListFragmentsOutput
+		if err := json.Unmarshal(out, &lf); err != nil {
+			t.Fatal(err)
+		}
+		return lf.Fragments
+	}
+	waitFor(t, 20*time.Second, "two fragments recorded", func() bool { return len(fragments()) >= 2 })
+	if n, err := env.Server.Inject(emulator.Fault{Kind: emulator.FaultGoAway, Channel: "cam", Target: "master", Grace: 200 * time.Millisecond}); err != nil || n != 1 {
+		t.Fatalf("GO_AWAY: %d, %v", n, err)
+	}
+	waitFor(t, 20*time.Second, "the master's second storage peer connected", func() bool {
+		st := m.Master.Storage()
+		return st.Offers >= 2 && !st.ConnectedAt.IsZero() && st.State == master.ViewerConnected
+	})
+	n := len(fragments())
+	waitFor(t, 20*time.Second, "fragments after the renewal", func() bool { return len(fragments()) >= n+2 })
+	frs := fragments()
+	for i := 1; i < len(frs); i++ {
+		prev, f := frs[i-1], frs[i]
+		gap := f.ProducerTimestamp.Sub(prev.ProducerTimestamp.Add(time.Duration(prev.FragmentLengthInMilliseconds) * time.Millisecond))
+		if gap > 300*time.Millisecond || gap < -300*time.Millisecond {
+			t.Errorf("fragment %s starts %v after the end of %s: a gap across the renewal", f.FragmentNumber, gap, prev.FragmentNumber)
+		}
+	}
+	t.Logf("%d fragments, offers to the master: %d", len(frs), m.Master.Storage().Offers)
 }
