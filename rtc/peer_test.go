@@ -81,22 +81,7 @@ func TestPeerNegotiatesAndCloses(t *testing.T) {
 	}
 
 	// The camera's candidates reach the viewer before the answer does.
-	var early int
-	deadline := time.After(10 * time.Second)
-gather:
-	for {
-		select {
-		case c := <-camera.Candidates():
-			if err := viewer.AddCandidate(c.ToJSON()); err != nil {
-				t.Fatal(err)
-			}
-			early++
-		case <-camera.Gathered():
-			break gather
-		case <-deadline:
-			t.Fatal("the camera did not finish gathering")
-		}
-	}
+	early := passCandidates(t, camera, viewer)
 	if early == 0 || viewer.Pending() != early {
 		t.Fatalf("%d candidates before the answer, %d kept", early, viewer.Pending())
 	}
@@ -217,21 +202,7 @@ func TestPeerAnswers(t *testing.T) {
 	}
 
 	// The viewer's candidates reach the master before its offer does.
-	var early int
-gather:
-	for {
-		select {
-		case c := <-viewer.Candidates():
-			if err := master.AddCandidate(c.ToJSON()); err != nil {
-				t.Fatal(err)
-			}
-			early++
-		case <-viewer.Gathered():
-			break gather
-		case <-ctx.Done():
-			t.Fatal("the viewer did not finish gathering")
-		}
-	}
+	early := passCandidates(t, viewer, master)
 	if early == 0 || master.Pending() != early {
 		t.Fatalf("%d candidates before the offer, %d kept", early, master.Pending())
 	}
@@ -316,5 +287,38 @@ func TestPeerBadOffer(t *testing.T) {
 	}
 	if p.Pending() != 1 {
 		t.Errorf("pending = %d after a refused offer, want 1", p.Pending())
+	}
+}
+
+// passCandidates hands every candidate from gathers until its gathering
+// ends to to's AddCandidate and returns how many there were.
+func passCandidates(t *testing.T, from, to *rtc.Peer) int {
+	t.Helper()
+	n := 0
+	add := func(c *webrtc.ICECandidate) {
+		if err := to.AddCandidate(c.ToJSON()); err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case c := <-from.Candidates():
+			add(c)
+		case <-from.Gathered():
+			// The end of gathering and the last candidates can both be
+			// ready, and select picks either: take what is still queued.
+			for {
+				select {
+				case c := <-from.Candidates():
+					add(c)
+				default:
+					return n
+				}
+			}
+		case <-deadline:
+			t.Fatal("gathering did not end")
+		}
 	}
 }
