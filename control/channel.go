@@ -111,23 +111,44 @@ func channelFromInfo(ci *types.ChannelInfo) Channel {
 // Endpoints returns the WSS and HTTPS endpoints of a channel for a role
 // (GetSignalingChannelEndpoint with Protocols [WSS, HTTPS]).
 func (c *Client) Endpoints(ctx context.Context, arn string, role kvsproto.Role) (Endpoints, error) {
+	ep, err := c.endpoints(ctx, arn, role, false)
+	if err != nil {
+		return ep, err
+	}
+	c.log.Debug("signaling endpoints", "role", role, "wss", ep.WSS, "https", ep.HTTPS)
+	return ep, nil
+}
+
+// endpoints calls GetSignalingChannelEndpoint for WSS and HTTPS, and
+// WEBRTC with webrtc, and checks that each asked-for protocol came back.
+// The storage errors (storageError) are mapped only with webrtc: only then
+// can the service's InvalidArgumentException mean "no media storage".
+func (c *Client) endpoints(ctx context.Context, arn string, role kvsproto.Role, webrtc bool) (Endpoints, error) {
 	if _, err := kvsproto.ParseRole(string(role)); err != nil {
 		return Endpoints{}, fmt.Errorf("%w: %w", ErrInvalidArgument, err)
 	}
 	if _, err := kvsproto.ParseChannelARN(arn); err != nil {
 		return Endpoints{}, fmt.Errorf("%w: %w", ErrInvalidArgument, err)
 	}
+	protocols := []types.ChannelProtocol{types.ChannelProtocolWss, types.ChannelProtocolHttps}
+	if webrtc {
+		protocols = append(protocols, types.ChannelProtocolWebrtc)
+	}
 	in := &kinesisvideo.GetSignalingChannelEndpointInput{
 		ChannelARN: aws.String(arn),
 		SingleMasterChannelEndpointConfiguration: &types.SingleMasterChannelEndpointConfiguration{
-			Protocols: []types.ChannelProtocol{types.ChannelProtocolWss, types.ChannelProtocolHttps},
+			Protocols: protocols,
 			Role:      types.ChannelRole(role),
 		},
 	}
 	var out *kinesisvideo.GetSignalingChannelEndpointOutput
 	err := c.retrySkew(func() (err error) {
 		out, err = c.kv.GetSignalingChannelEndpoint(ctx, in)
-		return wrapSDKError("GetSignalingChannelEndpoint", err)
+		err = wrapSDKError("GetSignalingChannelEndpoint", err)
+		if webrtc {
+			err = storageError(err)
+		}
+		return err
 	})
 	if err != nil {
 		return Endpoints{}, err
@@ -140,12 +161,16 @@ func (c *Client) Endpoints(ctx context.Context, arn string, role kvsproto.Role) 
 			ep.WSS = v
 		case strings.EqualFold(string(item.Protocol), string(kvsproto.ProtocolHTTPS)) && ep.HTTPS == "":
 			ep.HTTPS = v
+		case strings.EqualFold(string(item.Protocol), string(kvsproto.ProtocolWebRTC)) && ep.WebRTC == "":
+			ep.WebRTC = v
 		}
 	}
 	if ep.WSS == "" || ep.HTTPS == "" {
 		return ep, fmt.Errorf("%w: GetSignalingChannelEndpoint returned WSS %q and HTTPS %q; both are needed", ErrBadResponse, ep.WSS, ep.HTTPS)
 	}
-	c.log.Debug("signaling endpoints", "role", role, "wss", ep.WSS, "https", ep.HTTPS)
+	if webrtc && ep.WebRTC == "" {
+		return ep, fmt.Errorf("%w: GetSignalingChannelEndpoint returned no WEBRTC endpoint for a channel with media storage", ErrBadResponse)
+	}
 	return ep, nil
 }
 

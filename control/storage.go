@@ -85,41 +85,9 @@ func (c *Client) MediaStorage(ctx context.Context, channelARN string) (MediaStor
 // without media storage fails with an error matching
 // ErrStorageNotConfigured.
 func (c *Client) StorageEndpoints(ctx context.Context, arn string, role kvsproto.Role) (Endpoints, error) {
-	if _, err := kvsproto.ParseRole(string(role)); err != nil {
-		return Endpoints{}, fmt.Errorf("%w: %w", ErrInvalidArgument, err)
-	}
-	if _, err := kvsproto.ParseChannelARN(arn); err != nil {
-		return Endpoints{}, fmt.Errorf("%w: %w", ErrInvalidArgument, err)
-	}
-	in := &kinesisvideo.GetSignalingChannelEndpointInput{
-		ChannelARN: aws.String(arn),
-		SingleMasterChannelEndpointConfiguration: &types.SingleMasterChannelEndpointConfiguration{
-			Protocols: []types.ChannelProtocol{types.ChannelProtocolWss, types.ChannelProtocolHttps, types.ChannelProtocolWebrtc},
-			Role:      types.ChannelRole(role),
-		},
-	}
-	var out *kinesisvideo.GetSignalingChannelEndpointOutput
-	err := c.retrySkew(func() (err error) {
-		out, err = c.kv.GetSignalingChannelEndpoint(ctx, in)
-		return storageError(wrapSDKError("GetSignalingChannelEndpoint", err))
-	})
+	ep, err := c.endpoints(ctx, arn, role, true)
 	if err != nil {
-		return Endpoints{}, err
-	}
-	var ep Endpoints
-	for _, item := range out.ResourceEndpointList {
-		v := aws.ToString(item.ResourceEndpoint)
-		switch {
-		case strings.EqualFold(string(item.Protocol), string(kvsproto.ProtocolWSS)) && ep.WSS == "":
-			ep.WSS = v
-		case strings.EqualFold(string(item.Protocol), string(kvsproto.ProtocolHTTPS)) && ep.HTTPS == "":
-			ep.HTTPS = v
-		case strings.EqualFold(string(item.Protocol), string(kvsproto.ProtocolWebRTC)) && ep.WebRTC == "":
-			ep.WebRTC = v
-		}
-	}
-	if ep.WSS == "" || ep.HTTPS == "" || ep.WebRTC == "" {
-		return ep, fmt.Errorf("%w: GetSignalingChannelEndpoint returned WSS %q, HTTPS %q and WEBRTC %q; all three are needed", ErrBadResponse, ep.WSS, ep.HTTPS, ep.WebRTC)
+		return ep, err
 	}
 	c.log.Debug("storage endpoints", "role", role, "wss", ep.WSS, "https", ep.HTTPS, "webrtc", ep.WebRTC)
 	return ep, nil

@@ -89,18 +89,24 @@ func classify(err error) (cause.Cause, int, bool) {
 	return c, http.StatusBadGateway, !fatal
 }
 
+// triedText is " (N attempts in S s)" for a diagnosis message, or "" when
+// the page said nothing of its attempts.
+func triedText(attempts int, spent time.Duration) string {
+	if attempts <= 0 {
+		return ""
+	}
+	tried := fmt.Sprintf(" (%d attempt%s", attempts, plural(attempts))
+	if spent > 0 {
+		tried += fmt.Sprintf(" in %.1f s", spent.Seconds())
+	}
+	return tried + ")"
+}
+
 // diagnose builds the words for a cause. region is the server's region;
 // attempts and spent describe what the page tried (0 when unknown).
 func diagnose(c cause.Cause, channel, region string, attempts int, spent time.Duration, err error) Diagnosis {
 	d := Diagnosis{Cause: c}
-	tried := ""
-	if attempts > 0 {
-		tried = fmt.Sprintf(" (%d attempt%s", attempts, plural(attempts))
-		if spent > 0 {
-			tried += fmt.Sprintf(" in %.1f s", spent.Seconds())
-		}
-		tried += ")"
-	}
+	tried := triedText(attempts, spent)
 	switch c {
 	case cause.NoAnswer:
 		d.Title = "The camera did not answer"

@@ -229,14 +229,7 @@ func storageStatus(c cause.Cause, status int) int {
 // causes.
 func diagnoseStorage(c cause.Cause, channel, region string, attempts int, spent time.Duration, err error) Diagnosis {
 	d := Diagnosis{Cause: c}
-	tried := ""
-	if attempts > 0 {
-		tried = fmt.Sprintf(" (%d attempt%s", attempts, plural(attempts))
-		if spent > 0 {
-			tried += fmt.Sprintf(" in %.1f s", spent.Seconds())
-		}
-		tried += ")"
-	}
+	tried := triedText(attempts, spent)
 	switch c {
 	case cause.StorageNotConfigured:
 		d.Title = "The camera's storage session is not set up"
