@@ -221,22 +221,32 @@ func (s *Server) handleChannels(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"channels": chans})
 }
 
+// admit answers a request for channel that the caller may not make (a
+// channel it is not permitted, or over the per-browser rate limit, whose
+// refusal says tooMany) and reports whether the request may go on.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, channel, tooMany string) bool {
+	if c := s.refusal(r, channel); c != "" {
+		s.metrics.inc(s.metrics.failures, string(c))
+		s.apiError(w, http.StatusForbidden, diagnose(c, channel, "", 0, 0, nil))
+		return false
+	}
+	if ok, wait := s.sessions.allow(s.clientKey(r)); !ok {
+		s.metrics.incRateLimited()
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
+		d := diagnose(cause.Throttled, channel, "", 0, 0, nil)
+		d.Message = tooMany
+		s.apiError(w, http.StatusTooManyRequests, d)
+		return false
+	}
+	return true
+}
+
 func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) {
 	var req sessionRequest
 	if !s.decode(w, r, &req) {
 		return
 	}
-	if c := s.refusal(r, req.Channel); c != "" {
-		s.metrics.inc(s.metrics.failures, string(c))
-		s.apiError(w, http.StatusForbidden, diagnose(c, req.Channel, "", 0, 0, nil))
-		return
-	}
-	if ok, wait := s.sessions.allow(s.clientKey(r)); !ok {
-		s.metrics.incRateLimited()
-		w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
-		d := diagnose(cause.Throttled, req.Channel, "", 0, 0, nil)
-		d.Message = "This browser asked for too many sessions in a short time."
-		s.apiError(w, http.StatusTooManyRequests, d)
+	if !s.admit(w, r, req.Channel, "This browser asked for too many sessions in a short time.") {
 		return
 	}
 	if req.Renew == "" && s.relayed(r.Context(), req.Channel, req.After) {

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
-	"strconv"
 	"time"
 
 	"github.com/kvsrtc/kvsrtc/cause"
@@ -139,17 +138,7 @@ func (s *Server) handleStorageJoin(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &req) {
 		return
 	}
-	if c := s.refusal(r, req.Channel); c != "" {
-		s.metrics.inc(s.metrics.failures, string(c))
-		s.apiError(w, http.StatusForbidden, diagnose(c, req.Channel, "", 0, 0, nil))
-		return
-	}
-	if ok, wait := s.sessions.allow(s.clientKey(r)); !ok {
-		s.metrics.incRateLimited()
-		w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
-		d := diagnose(cause.Throttled, req.Channel, "", 0, 0, nil)
-		d.Message = "This browser sent too many requests in a short time."
-		s.apiError(w, http.StatusTooManyRequests, d)
+	if !s.admit(w, r, req.Channel, "This browser sent too many requests in a short time.") {
 		return
 	}
 	if !s.issuedFor(req.ClientID, req.Channel) {
