@@ -15,10 +15,6 @@ import (
 	"github.com/kvsrtc/kvsrtc/viewer"
 )
 
-// defaultFrameDuration is the duration given to a video frame whose own is
-// unknown before any frame told it (30 fps).
-const defaultFrameDuration = time.Second / 30
-
 // upstream is one channel's upstream: a loop of viewer sessions feeding
 // the channel's broadcasters, and the channel's peers.
 type upstream struct {
@@ -54,11 +50,8 @@ type upstream struct {
 	dataOut      chan outMsg // peers' messages for the camera
 
 	// Video sink state (the viewer's video receiver goroutine).
-	vmu      sync.Mutex
-	lastSSRC uint32
-	needKey  bool
-	lastDur  time.Duration
-	aDur     time.Duration
+	vmu  sync.Mutex
+	gate media.FeedGate
 
 	cur atomic.Pointer[viewer.Session] // the upstream session now, nil between sessions
 
@@ -74,7 +67,7 @@ func newUpstream(r *Relay, name string, warm bool) *upstream {
 	u := &upstream{
 		r: r, name: name, warm: warm, log: r.log.With("channel", name),
 		ctx: ctx, cancel: cancel, peers: map[*Peer]struct{}{},
-		changed: make(chan struct{}), videoReady: make(chan struct{}), needKey: true,
+		changed: make(chan struct{}), videoReady: make(chan struct{}),
 		dataOut: make(chan outMsg, dataQueue),
 	}
 	if r.cfg.Audio {
@@ -156,7 +149,7 @@ func (u *upstream) session() error {
 	u.talkSrc, u.talkDeclined, u.dataDeclined = talk, nil, nil
 	u.mu.Unlock()
 	u.vmu.Lock()
-	u.needKey = true
+	u.gate.Restart()
 	u.vmu.Unlock()
 	defer func() {
 		u.mu.Lock()
@@ -268,32 +261,18 @@ func (u *upstream) WriteFrame(f media.Frame) error {
 		}
 		u.audioIn.Add(uint64(len(f.Data)))
 		u.vmu.Lock()
-		if f.Duration > 0 {
-			u.aDur = f.Duration
-		}
-		d := u.aDur
+		d := u.gate.Audio(f)
 		u.vmu.Unlock()
-		u.audio.Publish(media.FrameSample(f, max(d, 20*time.Millisecond)))
+		u.audio.Publish(media.FrameSample(f, d))
 		return nil
 	}
 	u.bytesIn.Add(uint64(len(f.Data)))
 	u.framesIn.Add(1)
 	u.vmu.Lock()
-	if f.SSRC != u.lastSSRC {
-		u.lastSSRC, u.needKey = f.SSRC, true
-	}
-	if u.needKey && !f.Keyframe {
-		u.vmu.Unlock()
-		return nil
-	}
-	u.needKey = false
-	if f.Duration > 0 {
-		u.lastDur = f.Duration
-	}
-	d := u.lastDur
+	d, ok := u.gate.Video(f)
 	u.vmu.Unlock()
-	if d <= 0 {
-		d = defaultFrameDuration
+	if !ok {
+		return nil
 	}
 	u.videoFor(f.Codec).Publish(media.FrameSample(f, d))
 	return nil

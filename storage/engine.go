@@ -26,6 +26,10 @@ const (
 	// without a connected camera: the limit the JoinStorageSessionAsViewer
 	// API reference states (3 minutes).
 	DefaultViewerAlone = 3 * time.Minute
+	// DefaultMaxFragment is the longest GOP the session records before it
+	// asks the camera for a keyframe: well inside the 10 s that Kinesis
+	// Video Streams allows a fragment.
+	DefaultMaxFragment = 4 * time.Second
 )
 
 // ErrClosed is returned after Close.
@@ -47,6 +51,13 @@ type Config struct {
 	TalkIdle time.Duration
 	// ViewerAlone: DefaultViewerAlone when 0.
 	ViewerAlone time.Duration
+	// MaxFragment bounds the recording's fragments (one per GOP): while
+	// recording, a GOP that reaches it makes the session ask the camera for
+	// a keyframe (PLI), and again after every further second without one.
+	// WebRTC encoders (Chromium's, the C SDK's) send keyframes only when
+	// asked, so without this a fragment would last as long as the camera.
+	// DefaultMaxFragment when 0.
+	MaxFragment time.Duration
 	// QueueSamples bounds each viewer's send queue (0: the media default).
 	QueueSamples int
 	// DisableRecording forwards without recording into the stream (the
@@ -81,6 +92,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.ViewerAlone <= 0 {
 		cfg.ViewerAlone = DefaultViewerAlone
+	}
+	if cfg.MaxFragment <= 0 {
+		cfg.MaxFragment = DefaultMaxFragment
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

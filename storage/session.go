@@ -12,10 +12,6 @@ import (
 	"github.com/kvsrtc/kvsrtc/rtc"
 )
 
-// defaultFrameDuration is a video frame's duration before the camera's
-// frame spacing is known.
-const defaultFrameDuration = 33 * time.Millisecond
-
 // session is one channel's storage session: the camera's link, the
 // viewers' links, the fan-out and the recording.
 type session struct {
@@ -33,11 +29,11 @@ type session struct {
 	rec      *recorder
 	talker   *link
 	talkLast time.Time
-	needKey  bool // video waits for a keyframe (new camera stream)
-	camAudio bool // the camera sends audio
-	lastSSRC uint32
-	lastDur  time.Duration
-	aDur     time.Duration
+	gate     media.FeedGate // video waits for a keyframe of each new camera stream
+	camAudio bool           // the camera sends audio
+	gopDur   time.Duration  // media time since the camera's last keyframe
+	askAt    time.Duration  // gopDur at which the recording asks for a keyframe
+	askKey   func()         // asks the camera for a keyframe (requestKeyframe)
 
 	bytesIn, framesIn, audioIn, talk atomic.Uint64
 }
@@ -47,8 +43,8 @@ func newSession(e *Engine, p emulator.StorageParticipant) *session {
 		e: e, arn: p.ChannelARN, name: p.ChannelName, streamARN: p.StreamARN,
 		log:     e.log.With("channel", p.ChannelName),
 		viewers: map[string]*link{},
-		needKey: true,
 	}
+	s.askKey = s.requestKeyframe
 	s.video = media.NewFedBroadcaster(rtc.CodecH264, media.BroadcasterConfig{Logger: s.log, OnKeyframeNeeded: s.requestKeyframe})
 	s.audio = media.NewFedBroadcaster(rtc.CodecOpus, media.BroadcasterConfig{Logger: s.log})
 	s.log.Info("storage session started", "stream_arn", p.StreamARN)
@@ -113,7 +109,7 @@ func (s *session) gone(l *link) {
 		}
 		if s.feeding == l {
 			s.feeding = nil
-			s.needKey = true
+			s.gate.Restart()
 		}
 	} else if s.viewers[l.clientID] == l {
 		delete(s.viewers, l.clientID)
@@ -218,10 +214,7 @@ func (s *session) writeFrame(f media.Frame) error {
 	if f.Codec == rtc.CodecOpus {
 		s.audioIn.Add(uint64(len(f.Data)))
 		s.mu.Lock()
-		if f.Duration > 0 {
-			s.aDur = f.Duration
-		}
-		d := max(s.aDur, 20*time.Millisecond)
+		d := s.gate.Audio(f)
 		s.camAudio = true
 		rec := s.recorderLocked()
 		s.mu.Unlock()
@@ -237,23 +230,23 @@ func (s *session) writeFrame(f media.Frame) error {
 	s.bytesIn.Add(uint64(len(f.Data)))
 	s.framesIn.Add(1)
 	s.mu.Lock()
-	if f.SSRC != s.lastSSRC {
-		s.lastSSRC, s.needKey = f.SSRC, true
-	}
-	if s.needKey && !f.Keyframe {
+	d, ok := s.gate.Video(f)
+	if !ok {
 		s.mu.Unlock()
 		return nil
 	}
-	s.needKey = false
-	if f.Duration > 0 {
-		s.lastDur = f.Duration
-	}
-	d := s.lastDur
-	if d <= 0 {
-		d = defaultFrameDuration
-	}
 	rec, audio := s.recorderLocked(), s.camAudio
+	var ask time.Duration // the GOP's length, when the camera is to be asked for a keyframe
+	if f.Keyframe {
+		s.gopDur, s.askAt = 0, s.e.cfg.MaxFragment
+	} else if s.gopDur += d; rec != nil && s.gopDur >= s.askAt {
+		ask, s.askAt = s.gopDur, s.gopDur+time.Second
+	}
 	s.mu.Unlock()
+	if ask > 0 {
+		s.log.Debug("storage session: asking the camera for a keyframe (the recording's fragment is long)", "gop", ask)
+		go s.askKey()
+	}
 	s.video.Publish(media.FrameSample(f, d))
 	if rec != nil {
 		rec.write(f, audio)
