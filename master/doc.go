@@ -68,8 +68,8 @@
 // streams its sources to it once; the session records them into the
 // channel's stream and serves Multiviewer viewers, whose talk-back comes
 // back to Config.Talkback. A new offer (after a re-join) replaces the
-// storage peer; a storage peer that fails is re-joined, up to 5 failures
-// in 10 minutes. Master.Storage and the EventStorage* events report the
+// storage peer; a storage peer that fails is re-joined, until 5 in 10
+// minutes fail without ever connecting. Master.Storage and the EventStorage* events report the
 // link; ingest.go has the rules.
 //
 // References:

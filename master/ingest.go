@@ -33,8 +33,10 @@ import (
 //   - A storage peer that fails, closes, does not connect in
 //     Config.ConnectTimeout or stays disconnected longer than
 //     Config.DisconnectedTimeout is dropped and the session joined again,
-//     until 5 failures within 10 minutes (then EventStorageFailed with
-//     ErrStorageGaveUp; the next signaling renewal tries again).
+//     until 5 peers within 10 minutes fail without ever connecting (then
+//     EventStorageFailed with ErrStorageGaveUp; the next signaling renewal
+//     tries again). A peer that connected and later ends (the service's
+//     one-hour session limit) is joined again without counting.
 //
 // Direct viewers (offers with a senderClientId) are served as always.
 
@@ -81,9 +83,9 @@ var (
 	// ErrNoStorageOffer: the storage session sent no offer after
 	// JoinStorageSession and its retries.
 	ErrNoStorageOffer = errors.New("master: no SDP offer from the storage session after JoinStorageSession")
-	// ErrStorageGaveUp: the storage peer failed 5 times within 10
-	// minutes; the master stops re-joining until its signaling connection
-	// is renewed.
+	// ErrStorageGaveUp: 5 storage peers within 10 minutes failed without
+	// connecting; the master stops re-joining until its signaling
+	// connection is renewed.
 	ErrStorageGaveUp = errors.New("master: the storage session link failed too often; not re-joining")
 )
 
@@ -420,11 +422,17 @@ func (r *run) sweepStorage(ctx context.Context, now time.Time) {
 	}
 }
 
-// storageFailed drops a failed storage peer and joins again, unless it
-// failed too often.
+// storageFailed drops a failed storage peer and joins again, unless links
+// failed to connect too often. As in the JS SDK's sample, only links that
+// never connected count toward giving up: a link the service ends after it
+// streamed (its one-hour session limit, a network change) is joined again
+// however often that happens.
 func (r *run) storageFailed(ctx context.Context, p *peer, why error) {
 	r.dropStorage(p, why)
-	n := r.ing.failures.add(time.Now())
+	n := 0
+	if !p.joined {
+		n = r.ing.failures.add(time.Now())
+	}
 	err := fmt.Errorf("master: storage session link: %w", why)
 	r.updateStorage(func(st *StorageStatus) { st.Failures++; st.LastError = err })
 	if n >= storageMaxFailures {

@@ -30,6 +30,11 @@ const (
 	// asks the camera for a keyframe: well inside the 10 s that Kinesis
 	// Video Streams allows a fragment.
 	DefaultMaxFragment = 4 * time.Second
+	// DefaultSessionLimit is how long a participant's peer connection with
+	// the storage session lasts: the service's documented maximum session
+	// duration (one hour). Clients join again, as the JS SDK's sample does
+	// when it loses the connection.
+	DefaultSessionLimit = time.Hour
 )
 
 // ErrClosed is returned after Close.
@@ -58,6 +63,10 @@ type Config struct {
 	// asked, so without this a fragment would last as long as the camera.
 	// DefaultMaxFragment when 0.
 	MaxFragment time.Duration
+	// SessionLimit ends a link (the camera's or a viewer's peer
+	// connection) this long after its offer; the participant joins again.
+	// DefaultSessionLimit when 0.
+	SessionLimit time.Duration
 	// QueueSamples bounds each viewer's send queue (0: the media default).
 	QueueSamples int
 	// DisableRecording forwards without recording into the stream (the
@@ -95,6 +104,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.MaxFragment <= 0 {
 		cfg.MaxFragment = DefaultMaxFragment
+	}
+	if cfg.SessionLimit <= 0 {
+		cfg.SessionLimit = DefaultSessionLimit
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

@@ -118,6 +118,8 @@ func (l *link) run() {
 	l.log.Info("storage session: offer sent")
 	timeout := time.NewTimer(l.s.e.cfg.ConnectTimeout)
 	defer timeout.Stop()
+	limit := time.NewTimer(l.s.e.cfg.SessionLimit)
+	defer limit.Stop()
 	alone := l.s.e.cfg.ViewerAlone
 	check := time.NewTicker(min(5*time.Second, alone/4))
 	defer check.Stop()
@@ -136,6 +138,8 @@ func (l *link) run() {
 			}
 		case <-timeout.C:
 			l.close(fmt.Sprintf("not connected %v after the offer", l.s.e.cfg.ConnectTimeout))
+		case <-limit.C:
+			l.close(fmt.Sprintf("the storage session's time limit (%v) reached; the participant must join again", l.s.e.cfg.SessionLimit))
 		case msg := <-l.inbox:
 			if err := l.handle(peer, msg); errors.Is(err, errAudioRefused) {
 				// A participant without Opus rejected the audio section:

@@ -94,7 +94,11 @@ func (a *attemptRun) loop(ctx context.Context) attemptResult {
 				// pion closes the peer connection when the master ends the
 				// DTLS session (it closed its side: it stopped, or replaced
 				// this viewer's peer).
-				r = a.end("media", fmt.Errorf("%w: the master closed the peer connection", errMediaStalled))
+				who := "the master"
+				if a.s.cfg.Storage {
+					who = "the storage session (its time limit, a re-join, or the session ended)"
+				}
+				r = a.end("media", fmt.Errorf("%w: %s closed the peer connection", errMediaStalled, who))
 			}
 		case st := <-p.ICEStates():
 			r = a.onICEState(ctx, st)
@@ -201,11 +205,19 @@ func (a *attemptRun) onFirstKeyframe(at time.Time) {
 		return
 	}
 	a.setStreaming()
+	a.streamStart = at
 	a.timers.media.stop()
 	ttff := at.Sub(s.start)
-	s.emit(Event{State: StateStreaming, Attempt: a.n, ClientID: a.clientID, TimeToFirstFrame: ttff, Detail: fmt.Sprintf("first keyframe after %v", ttff.Round(time.Millisecond))})
+	s.mu.Lock()
+	streamed, reconnectAt := s.streamed, s.reconnectAt
+	s.mu.Unlock()
+	detail := fmt.Sprintf("first keyframe after %v", ttff.Round(time.Millisecond))
+	if !reconnectAt.IsZero() {
+		detail = fmt.Sprintf("first keyframe %v after reconnecting", at.Sub(reconnectAt).Round(time.Millisecond))
+	}
+	s.emit(Event{State: StateStreaming, Attempt: a.n, ClientID: a.clientID, TimeToFirstFrame: ttff, Detail: detail})
 	if s.cfg.Duration > 0 {
-		a.timers.duration.set(s.cfg.Duration)
+		a.timers.duration.set(max(s.cfg.Duration-streamed, time.Millisecond))
 	}
 }
 

@@ -51,8 +51,9 @@ func (s *Session) connect(ctx context.Context, ch control.Channel) error {
 		haveEP       bool
 		open         []*handle
 		backoff      timer
-		waiting      bool // backoff runs before the next attempt
-		full         bool // the channel refused an attempt as full while an older one is open: wait for it
+		waiting      bool   // backoff runs before the next attempt
+		full         bool   // the channel refused an attempt as full while an older one is open: wait for it
+		held         string // storage mode: the client id of the latest ended attempt, whose slot the session keeps
 		notes        = make(chan attemptNote, 8)
 		results      = make(chan *handle)
 		stop         = make(chan struct{}) // closed when connect returns
@@ -106,7 +107,15 @@ func (s *Session) connect(ctx context.Context, ch control.Channel) error {
 			haveEP = true
 		}
 		clientID := s.cfg.ClientID
-		if total > 1 || clientID == "" {
+		switch {
+		case s.cfg.Storage && held != "" && !clientIDOpen(open, held):
+			// The storage session keeps a viewer's slot for a while after
+			// it leaves, for its client id: joining again with it takes
+			// that slot back (a fresh id would need another, and a full
+			// session has none). Signaling-wise the id is free: the
+			// attempt that used it has ended.
+			clientID = held
+		case total > 1 || clientID == "":
 			var err error
 			if clientID, err = s.ids.Next(); err != nil {
 				return &SessionError{Stage: "config", Cause: CauseClientID, Attempts: total, Err: err}, false
@@ -241,6 +250,9 @@ func (s *Session) connect(ctx context.Context, ch control.Channel) error {
 			open = removeHandle(open, h)
 			<-h.done
 			res := h.res
+			if s.cfg.Storage {
+				held = h.a.clientID
+			}
 			s.mu.Lock()
 			if s.winner == h.a {
 				s.winner = nil // the next connect cycle may take an answer
@@ -296,6 +308,10 @@ func (s *Session) connect(ctx context.Context, ch control.Channel) error {
 				recoveries++
 				s.mu.Lock()
 				s.summary.Recoveries = recoveries
+				if !h.a.streamStart.IsZero() {
+					s.streamed += time.Since(h.a.streamStart)
+				}
+				s.reconnectAt = time.Now()
 				s.mu.Unlock()
 				s.emit(Event{State: StateReconnecting, Attempt: 1, Cause: cause, Detail: fmt.Sprintf("reconnecting (recovery %d): %v", recoveries, res.err)})
 				attempt, lastErr = 0, nil
@@ -330,6 +346,16 @@ func (s *Session) connect(ctx context.Context, ch control.Channel) error {
 			}
 		}
 	}
+}
+
+// clientIDOpen reports whether an open attempt uses id.
+func clientIDOpen(open []*handle, id string) bool {
+	for _, h := range open {
+		if h.a.clientID == id {
+			return true
+		}
+	}
+	return false
 }
 
 func findHandle(open []*handle, a *attemptRun) *handle {

@@ -23,7 +23,9 @@ import (
 // without senderClientId (video sendonly H.264, audio sendrecv Opus),
 // which the attempt answers without recipientClientId. Everything else is
 // the direct session's: recording, sinks, statistics, the retry policy
-// (a fresh client id per attempt, backoff), the answer timeout (here: for
+// (backoff; but an attempt after one that ended joins with that one's
+// client id, since the session keeps a left viewer's slot for its id, and
+// a fresh id would need a second slot), the answer timeout (here: for
 // the offer; the join is repeated every 6 s until it comes, as the JS SDK
 // does) and the diagnosis, with the storage path's own causes
 // (CauseStorageNotConfigured, CauseStreamMissing, CauseStorageFull,

@@ -84,8 +84,8 @@ type Config struct {
 	// Sinks receive every video (and audio) frame. They are shared by all
 	// attempts of the session, so a recording spans reconnects.
 	Sinks []media.Sink
-	// Duration stops the session after streaming this long. 0: until the
-	// context ends.
+	// Duration stops the session after streaming this long in all (the
+	// time spent reconnecting does not count). 0: until the context ends.
 	Duration time.Duration
 	// StallTimeout is how long streaming may go without a video frame
 	// before the session reconnects. 0: 5 s.
@@ -171,6 +171,11 @@ type Session struct {
 	ran     bool
 	start   time.Time
 	winner  *attemptRun // the attempt that took an answer in this connect cycle
+	// streamed is the time earlier attempts streamed (Duration counts the
+	// session's streaming, not each attempt's); reconnectAt is when the
+	// latest recovery began (zero before one).
+	streamed    time.Duration
+	reconnectAt time.Time
 
 	emitMu sync.Mutex // OnEvent is called by one goroutine at a time
 

@@ -85,7 +85,7 @@ func TestRelayModeServesManyPages(t *testing.T) {
 	var ttff []float64
 	for i := 0; i < pages; i += batch {
 		for j := i; j < i+batch; j++ {
-			tabs[j] = newTab(t, 420*time.Second)
+			tabs[j] = newTab(t, 600*time.Second)
 			// A small viewport: Chromium composites every tab's video in
 			// software on one thread of its GPU process, and at the default
 			// 960x600 that thread, not kvsrtc, is what 25 tabs saturate.

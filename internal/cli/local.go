@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/kvsrtc/kvsrtc/emulator"
 	"github.com/kvsrtc/kvsrtc/rtc"
@@ -34,6 +35,8 @@ func runLocal(ctx context.Context, env *Env, args []string) error {
 		akid     string
 		secret   string
 		insecure bool
+		// storageLimit: storage.Config.SessionLimit
+		storageLimit time.Duration
 	)
 	fs.StringVar(&cfg.Addr, "listen", defaultLocalListen, "address to listen on (one port for every API, the WebSockets and /_kvsrtc/); port 0 picks a free one")
 	fs.StringVar(&cfg.Hostname, "hostname", "", "host name to put into the endpoints and the TLS certificate (default: the --listen address)")
@@ -49,6 +52,7 @@ func runLocal(ctx context.Context, env *Env, args []string) error {
 	fs.DurationVar(&cfg.GoAwayGrace, "goaway-grace", emulator.DefaultGoAwayGrace, "send GO_AWAY this long before --max-duration")
 	fs.IntVar(&cfg.MaxViewers, "max-viewers", emulator.DefaultMaxViewers, "maximum concurrent viewers per channel")
 	fs.IntVar(&cfg.StorageMaxViewers, "storage-max-viewers", emulator.DefaultStorageMaxViewers, "maximum viewers in one storage session (Multiviewer, JoinStorageSessionAsViewer)")
+	fs.DurationVar(&storageLimit, "storage-session-limit", storage.DefaultSessionLimit, "end a participant's peer connection with the storage session this long after its offer (the service's 1-hour limit; shorter to test re-joins)")
 	fs.BoolVar(&cfg.TURNDisabled, "no-turn", false, "run no TURN server (GetIceServerConfig returns an empty list)")
 	fs.BoolVar(&cfg.DisableQuotas, "no-quotas", false, "disable the connect and message rate limits and the connection cap (benchmarks)")
 	fs.BoolVar(&cfg.PingResetsIdle, "ping-resets-idle", false, "count WebSocket pings as activity for --idle-timeout")
@@ -80,7 +84,10 @@ func runLocal(ctx context.Context, env *Env, args []string) error {
 	if cfg.StorageMaxViewers < 1 {
 		return fmt.Errorf("%w: --storage-max-viewers %d: give 1 or more", ErrUsage, cfg.StorageMaxViewers)
 	}
-	engine, err := storage.New(storage.Config{RTC: rtc.Config{LoopbackOnly: loopbackListen(cfg.Addr)}, Logger: log.With("component", "storage")})
+	if storageLimit < time.Second {
+		return fmt.Errorf("%w: --storage-session-limit %v: give 1s or more (the service's is 1h)", ErrUsage, storageLimit)
+	}
+	engine, err := storage.New(storage.Config{RTC: rtc.Config{LoopbackOnly: loopbackListen(cfg.Addr)}, SessionLimit: storageLimit, Logger: log.With("component", "storage")})
 	if err != nil {
 		return err
 	}

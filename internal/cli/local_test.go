@@ -169,6 +169,7 @@ func TestLocalBadFlags(t *testing.T) {
 		{"--access-key-id", ""},
 		{"--max-duration", "1m", "--goaway-grace", "2m"},
 		{"--storage-max-viewers", "0"},
+		{"--storage-session-limit", "10ms"},
 		{"stray"},
 	} {
 		var out, errb testutil.Buffer
