@@ -77,7 +77,7 @@ type attemptRun struct {
 	remoteFingerprint string // DTLS fingerprint of the first answer
 	remoteCands       int    // ICE candidates from the master: in its answer and trickled
 	streaming         bool
-	streamStart       time.Time // the attempt's first keyframe
+	streamStart       time.Time   // the attempt's first keyframe
 	streamingFlag     atomic.Bool // streaming, for the signaling session's goroutine
 	relays            int         // relay candidates gathered in the current phase
 
