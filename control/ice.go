@@ -103,7 +103,7 @@ func (c *Client) ICEServers(ctx context.Context, arn, httpsEndpoint, clientID st
 	var out kvsproto.GetIceServerConfigOutput
 	err = c.retrySkew(func() error {
 		out = kvsproto.GetIceServerConfigOutput{}
-		return c.postJSON(ctx, "GetIceServerConfig", target, body, &out)
+		return c.postJSON(ctx, "GetIceServerConfig", "KVS signaling endpoint", target, body, &out)
 	})
 	if err != nil {
 		return ICEConfig{}, err
@@ -142,9 +142,11 @@ func (c *Client) iceConfigFrom(out kvsproto.GetIceServerConfigOutput) ICEConfig 
 	return cfg
 }
 
-// postJSON sends a SigV4-signed REST-JSON POST and decodes a 200 answer into
-// out, or returns an *APIError.
-func (c *Client) postJSON(ctx context.Context, op, target string, body []byte, out any) error {
+// postJSON sends a SigV4-signed REST-JSON POST (signing name kinesisvideo)
+// to target, an endpoint of the kind what names (for the unreachable
+// error), and decodes a 2xx answer into out (nil: the body is ignored), or
+// returns an *APIError.
+func (c *Client) postJSON(ctx context.Context, op, what, target string, body []byte, out any) error {
 	creds, err := c.creds.Retrieve(ctx)
 	if err != nil {
 		return fmt.Errorf("control: %s: %w: %w", op, ErrMissingCredentials, err)
@@ -162,7 +164,7 @@ func (c *Client) postJSON(ctx context.Context, op, target string, body []byte, o
 	}
 	resp, err := c.httpc.Do(req)
 	if err != nil {
-		if ue := Unreachable(err, "KVS signaling endpoint", op, ""); ue != nil {
+		if ue := Unreachable(err, what, op, target); ue != nil {
 			return ue
 		}
 		return fmt.Errorf("control: %s: %w", op, err)
@@ -175,6 +177,9 @@ func (c *Client) postJSON(ctx context.Context, op, target string, body []byte, o
 	}
 	if resp.StatusCode/100 != 2 {
 		return parseErrorResponse(op, resp, data)
+	}
+	if out == nil {
+		return nil
 	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrBadResponse, op, err)

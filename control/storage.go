@@ -1,13 +1,10 @@
 package control
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"strings"
 
@@ -16,7 +13,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesisvideo/types"
 
 	"github.com/kvsrtc/kvsrtc/kvsproto"
-	"github.com/kvsrtc/kvsrtc/sigv4"
 )
 
 // WebRTC ingestion and Multiviewer: the channel's media storage
@@ -139,44 +135,11 @@ func (c *Client) storageCall(ctx context.Context, op, endpoint, path string, bod
 		return fmt.Errorf("%w: WEBRTC endpoint %q is not an https:// URL (StorageEndpoints returns it)", ErrInvalidArgument, endpoint)
 	}
 	target := strings.TrimRight(endpoint, "/") + path
-	err = c.retrySkew(func() error { return c.postSigned(ctx, op, target, body) })
+	err = c.retrySkew(func() error { return c.postJSON(ctx, op, "KVS WebRTC storage endpoint", target, body, nil) })
 	if err == nil {
 		c.log.Debug("storage session joined", "op", op)
 	}
 	return storageError(err)
-}
-
-// postSigned sends one signed POST and returns nil on a 2xx answer.
-func (c *Client) postSigned(ctx context.Context, op, target string, body []byte) error {
-	creds, err := c.SigV4Credentials(ctx)
-	if err != nil {
-		return fmt.Errorf("control: %s: %w", op, err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("control: %s: %w", op, err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if err := sigv4.SignRequest(req, body, creds, c.region, c.Now()); err != nil {
-		return fmt.Errorf("control: %s: signing: %w", op, err)
-	}
-	resp, err := c.httpc.Do(req)
-	if err != nil {
-		if ue := Unreachable(err, "KVS WebRTC storage endpoint", op, target); ue != nil {
-			return ue
-		}
-		return fmt.Errorf("control: %s: %w", op, err)
-	}
-	defer resp.Body.Close()
-	c.observeDate(resp.Header, c.now())
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
-	if err != nil {
-		return fmt.Errorf("control: %s: reading the response: %w", op, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		return parseErrorResponse(op, resp, data)
-	}
-	return nil
 }
 
 // storageError wraps an *APIError of a storage call with the sentinel its

@@ -67,6 +67,20 @@ func (p *probe) closePC() {
 	}
 }
 
+// pcConfig is the peer connection configuration of the doctor's probes:
+// the channel's ICE servers, relay only with Config.ForceRelay.
+func (d *run) pcConfig() webrtc.Configuration {
+	var cfg webrtc.Configuration
+	for _, s := range d.ice.Servers {
+		cfg.ICEServers = append(cfg.ICEServers, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
+	}
+	cfg.ICEServers = rtc.ICEServers(cfg.ICEServers)
+	if d.cfg.ForceRelay {
+		cfg.ICETransportPolicy = webrtc.ICETransportPolicyRelay
+	}
+	return cfg
+}
+
 // newPC creates a receive-only peer connection offering codecs (nil: all).
 func (p *probe) newPC(codecs []string) error {
 	p.closePC()
@@ -80,14 +94,7 @@ func (p *probe) newPC(codecs []string) error {
 	if err != nil {
 		return err
 	}
-	pcCfg := webrtc.Configuration{}
-	for _, s := range d.ice.Servers {
-		pcCfg.ICEServers = append(pcCfg.ICEServers, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
-	}
-	pcCfg.ICEServers = rtc.ICEServers(pcCfg.ICEServers)
-	if d.cfg.ForceRelay {
-		pcCfg.ICETransportPolicy = webrtc.ICETransportPolicyRelay
-	}
+	pcCfg := d.pcConfig()
 	peer, err := rtc.NewPeer(api, pcCfg)
 	if err != nil {
 		return err

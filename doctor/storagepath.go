@@ -68,11 +68,7 @@ func (d *run) storagePath(ctx context.Context, k *checker) error {
 	if err != nil {
 		return err
 	}
-	pcCfg := webrtc.Configuration{}
-	for _, s := range d.ice.Servers {
-		pcCfg.ICEServers = append(pcCfg.ICEServers, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
-	}
-	pcCfg.ICEServers = rtc.ICEServers(pcCfg.ICEServers)
+	pcCfg := d.pcConfig() // relay only with Config.ForceRelay, as the direct probe
 	start := time.Now()
 	joins := 0
 	join := func() error {

@@ -362,12 +362,7 @@ func (r *run) onStoragePeer(ctx context.Context, pe peerEvent) bool {
 		return true // a replaced storage peer
 	}
 	if pe.tw != nil {
-		switch pe.tw.kind {
-		case EventTalkStarted:
-			p.talking = true
-		case EventTalkStopped:
-			p.talking = false
-		}
+		p.noteTalk(pe.tw.kind)
 		talking := p.talking
 		r.updateStorage(func(st *StorageStatus) { st.Talkback = talking })
 		r.onTwoWayNote(p, pe.tw)

@@ -328,3 +328,13 @@ func (r *run) closePeer(p *peer) {
 		}
 	}()
 }
+
+// noteTalk keeps talking in step with the peer's talk-back events.
+func (p *peer) noteTalk(kind EventKind) {
+	switch kind {
+	case EventTalkStarted:
+		p.talking = true
+	case EventTalkStopped:
+		p.talking = false
+	}
+}

@@ -24,12 +24,7 @@ func (r *run) onPeer(ctx context.Context, pe peerEvent) {
 		return // a replaced or removed peer
 	}
 	if pe.tw != nil {
-		switch pe.tw.kind {
-		case EventTalkStarted:
-			p.talking = true
-		case EventTalkStopped:
-			p.talking = false
-		}
+		p.noteTalk(pe.tw.kind)
 		r.onTwoWayNote(p, pe.tw)
 		return
 	}

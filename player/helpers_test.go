@@ -48,6 +48,14 @@ type fixture struct {
 
 func newFixture(t *testing.T, pcfg player.Config, ecfg emulator.Config) *fixture {
 	t.Helper()
+	f, _ := newFixtureEnv(t, pcfg, ecfg)
+	return f
+}
+
+// newFixtureEnv is newFixture that also returns the kvstest environment
+// (its AWS config, its storage sessions).
+func newFixtureEnv(t *testing.T, pcfg player.Config, ecfg emulator.Config) (*fixture, *kvstest.Env) {
+	t.Helper()
 	if ecfg.Channels == nil {
 		ecfg.Channels = []string{"cam", "other"}
 	}
@@ -81,7 +89,7 @@ func newFixture(t *testing.T, pcfg player.Config, ecfg emulator.Config) *fixture
 			t.Errorf("the server log contains the secret access key")
 		}
 	})
-	return f
+	return f, env
 }
 
 // request sends a request to the player; hdr values "" are not sent. It

@@ -3,11 +3,7 @@ package player_test
 import (
 	"encoding/json"
 	"errors"
-	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +14,6 @@ import (
 
 	"github.com/kvsrtc/kvsrtc/cause"
 	"github.com/kvsrtc/kvsrtc/emulator"
-	"github.com/kvsrtc/kvsrtc/internal/testutil"
 	"github.com/kvsrtc/kvsrtc/kvsproto"
 	"github.com/kvsrtc/kvsrtc/kvstest"
 	"github.com/kvsrtc/kvsrtc/player"
@@ -38,8 +33,10 @@ type storageFixture struct {
 func newStorageFixture(t *testing.T, pcfg player.Config, ecfg emulator.Config) *storageFixture {
 	t.Helper()
 	ecfg.Channels = []string{"cam", "other"}
-	env := kvstest.New(t, kvstest.Options{Emulator: ecfg})
-	f := &fixture{emu: env.Server, ctl: env.Control, logs: &testutil.Buffer{}}
+	if pcfg.Channels == nil {
+		pcfg.Channels = []string{"cam", "other"}
+	}
+	f, env := newFixtureEnv(t, pcfg, ecfg)
 	sf := &storageFixture{fixture: f, env: env}
 	sf.camARN = env.ChannelARN(t, "cam")
 	kv := kinesisvideo.NewFromConfig(env.AWSConfig)
@@ -49,26 +46,6 @@ func newStorageFixture(t *testing.T, pcfg player.Config, ecfg emulator.Config) *
 	}
 	sf.streamARN = aws.ToString(st.StreamARN)
 	sf.setStorage(t, true)
-
-	pcfg.Control = f.ctl
-	if pcfg.Channels == nil {
-		pcfg.Channels = []string{"cam", "other"}
-	}
-	pcfg.Auth = testToken
-	f.token = testToken
-	var lw io.Writer = f.logs
-	if os.Getenv("KVSRTC_TEST_LOG") != "" {
-		lw = io.MultiWriter(f.logs, os.Stderr)
-	}
-	pcfg.Logger = slog.New(slog.NewTextHandler(lw, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	f.srv, err = player.New(pcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.ts = httptest.NewServer(f.srv)
-	t.Cleanup(f.ts.Close)
-	f.tr = http.DefaultTransport.(*http.Transport).Clone()
-	t.Cleanup(f.tr.CloseIdleConnections)
 	return sf
 }
 

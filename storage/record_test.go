@@ -38,17 +38,7 @@ func TestStorageSessionRecords(t *testing.T) {
 	if err := join(ctx, t, env, arn, ""); err != nil {
 		t.Fatal(err)
 	}
-	fragments := func() []kvsproto.Fragment {
-		out, err := post(ctx, env, kvsproto.PathListFragments, kvsproto.ListFragmentsInput{StreamARN: streamARN})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var lf kvsproto.ListFragmentsOutput
-		if err := json.Unmarshal(out, &lf); err != nil {
-			t.Fatal(err)
-		}
-		return lf.Fragments
-	}
+	fragments := func() []kvsproto.Fragment { return listFragments(ctx, t, env, streamARN) }
 	waitFor(t, 20*time.Second, "two fragments recorded", func() bool { return len(fragments()) >= 2 })
 	// The camera joins again: a new offer and a new peer connection.
 	if err := join(ctx, t, env, arn, ""); err != nil {
@@ -122,17 +112,7 @@ func TestStorageRecordsAcrossRenewal(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	streamARN := env.Storage.Stats().Sessions[0].StreamARN
-	fragments := func() []kvsproto.Fragment {
-		out, err := post(ctx, env, kvsproto.PathListFragments, kvsproto.ListFragmentsInput{StreamARN: streamARN})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var lf kvsproto.ListFragmentsOutput
-		if err := json.Unmarshal(out, &lf); err != nil {
-			t.Fatal(err)
-		}
-		return lf.Fragments
-	}
+	fragments := func() []kvsproto.Fragment { return listFragments(ctx, t, env, streamARN) }
 	waitFor(t, 20*time.Second, "two fragments recorded", func() bool { return len(fragments()) >= 2 })
 	if n, err := env.Server.Inject(emulator.Fault{Kind: emulator.FaultGoAway, Channel: "cam", Target: "master", Grace: 200 * time.Millisecond}); err != nil || n != 1 {
 		t.Fatalf("GO_AWAY: %d, %v", n, err)
@@ -152,4 +132,18 @@ func TestStorageRecordsAcrossRenewal(t *testing.T) {
 		}
 	}
 	t.Logf("%d fragments, offers to the master: %d", len(frs), m.Master.Storage().Offers)
+}
+
+// listFragments returns the stream's fragments (ListFragments).
+func listFragments(ctx context.Context, t *testing.T, env *kvstest.Env, streamARN string) []kvsproto.Fragment {
+	t.Helper()
+	out, err := post(ctx, env, kvsproto.PathListFragments, kvsproto.ListFragmentsInput{StreamARN: streamARN})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lf kvsproto.ListFragmentsOutput
+	if err := json.Unmarshal(out, &lf); err != nil {
+		t.Fatal(err)
+	}
+	return lf.Fragments
 }

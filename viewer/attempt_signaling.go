@@ -344,16 +344,25 @@ func (a *attemptRun) onAnswer(answer string) *attemptResult {
 		}
 		s.log.Debug("add queued candidate", "err", err)
 	}
-	a.remoteFingerprint = fp
+	a.remoteApplied(answer, fp, "answer received; connecting ICE")
+	return nil
+}
+
+// remoteApplied records a remote description that was applied (the
+// master's answer, or the storage session's offer): its fingerprint and
+// candidates, the end of the answer timeout and the start of the media
+// timeout, and whether the remote side takes talk-back and data.
+func (a *attemptRun) remoteApplied(sdp, fingerprint, detail string) {
+	s := a.s
+	a.remoteFingerprint = fingerprint
 	a.remoteSet = true
-	if sum, err := rtc.Summarize(answer); err == nil {
+	if sum, err := rtc.Summarize(sdp); err == nil {
 		a.remoteCands += sum.Candidates
 	}
 	a.timers.answer.stop()
 	if !a.streaming && a.timers.media.t == nil {
 		a.timers.media.set(s.cfg.Retry.MediaTimeout)
-		s.emit(Event{State: StateConnected, Attempt: a.n, ClientID: a.clientID, Detail: "answer received; connecting ICE"})
+		s.emit(Event{State: StateConnected, Attempt: a.n, ClientID: a.clientID, Detail: detail})
 	}
-	a.checkTwoWayAnswer(answer)
-	return nil
+	a.checkTwoWayAnswer(sdp)
 }

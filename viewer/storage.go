@@ -173,19 +173,9 @@ func (a *attemptRun) onStorageOffer(ctx context.Context, offer string) *attemptR
 	if err != nil {
 		return a.end("signaling", err)
 	}
-	a.remoteFingerprint = fingerprint(offer)
-	a.remoteSet = true
-	if sum, err := rtc.Summarize(offer); err == nil {
-		a.remoteCands += sum.Candidates
-	}
-	a.timers.answer.stop()
-	if !a.streaming && a.timers.media.t == nil {
-		a.timers.media.set(s.cfg.Retry.MediaTimeout)
-		s.emit(Event{State: StateConnected, Attempt: a.n, ClientID: a.clientID, Detail: "storage session offer answered; connecting ICE"})
-	}
 	// The offer's audio section tells whether the session takes talk-back
 	// (as a master's answer does).
-	a.checkTwoWayAnswer(offer)
+	a.remoteApplied(offer, fingerprint(offer), "storage session offer answered; connecting ICE")
 	return nil
 }
 
